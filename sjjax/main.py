@@ -1,0 +1,33 @@
+"""Entry point: `python -m sjjax.main --config=configs/<phase>.py [--config.key=value ...]`.
+
+Thin on purpose: parse the config, validate it (before anything compiles), pick the
+phase named by `config.phase`, run it.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from sjjax.phases import run_phase
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Path to an ml_collections config file (configs/*.py[:preset]).",
+    lock_config=True)
+
+def _main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _CONFIG.value is None:
+        raise app.UsageError("--config=configs/<phase>.py is required")
+    run_phase(_CONFIG.value)
+
+
+def run_main():
+    app.run(_main, argv=sys.argv)
+
+
+if __name__ == "__main__":
+    run_main()

@@ -1,0 +1,180 @@
+"""Compiled sampling: jitted prefill + `lax.while_loop` decoding over a KV cache.
+
+    sampler = Sampler(graphdef, max_new_tokens=128, eos_ids=(2,), pad_id=2)
+    out = sampler(params, lora, tokens, mask, key, SamplingParams(top_p=0.9), num_samples=2)
+    out.tokens [B*n, N], out.lengths [B*n], out.logprobs [B*n, N]
+
+- Prompts are left-padded [B, T]; `num_samples` rows per prompt are drawn from one
+  prefill (the prompt's cache is computed once and repeated).
+- Each row stops at its first EOS (kept in the output and counted in its length)
+  or after `max_new_tokens`; the loop ends when every row has stopped.
+- logprobs are log p(token) under the *unmodified* model distribution (temperature 1,
+  no truncation), i.e. what a policy-gradient or DPO loss needs.
+- The same key gives the same samples. One compilation per (batch, prompt length,
+  num_samples, sampling params) bucket; the KV cache buffer is donated back and
+  forth between calls, so decoding allocates nothing new per call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sjjax.model.kv_cache import KVCache
+from sjjax.model.transformer import merge_params
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """How the next token is chosen. greedy overrides the others. Applied in the
+    order transformers uses: temperature, then top-k, then top-p."""
+    temperature: float = 1.0
+    top_k: int = 0      # 0 = off
+    top_p: float = 1.0  # 1.0 = off
+    greedy: bool = False
+
+    def __post_init__(self):
+        if self.temperature <= 0 and not self.greedy:
+            raise ValueError("temperature must be > 0 (use greedy=True for argmax decoding)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
+        if self.top_k < 0:
+            raise ValueError(f"top_k={self.top_k} must be >= 0")
+
+
+class SampleOutput(NamedTuple):
+    tokens: jax.Array    # [R, N] int32, pad after each row's end
+    lengths: jax.Array   # [R] int32, number of generated tokens (EOS included)
+    logprobs: jax.Array  # [R, N] float32, 0 after each row's end
+
+
+def process_logits(logits: jax.Array, params: SamplingParams) -> jax.Array:
+    """Float32 logits [..., V] -> logits of the sampling distribution (-inf where cut)."""
+    logits = logits.astype(jnp.float32) / params.temperature
+    neg_inf = jnp.finfo(jnp.float32).min
+    if params.top_k and params.top_k < logits.shape[-1]:
+        kth = jax.lax.top_k(logits, params.top_k)[0][..., -1:]
+        logits = jnp.where(logits < kth, neg_inf, logits)
+    if params.top_p < 1.0:
+        # Keep the smallest set of most likely tokens whose mass reaches top_p. Only the
+        # sorted *values* are needed: find the smallest kept logit and cut below it.
+        sorted_logits = jnp.flip(jnp.sort(logits, axis=-1), axis=-1)
+        probs = jax.nn.softmax(sorted_logits, axis=-1)
+        mass_before = jnp.cumsum(probs, axis=-1) - probs
+        keep = mass_before < params.top_p
+        threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+        logits = jnp.where(logits < threshold, neg_inf, logits)
+    return logits
+
+
+def choose_tokens(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
+    """[B, V] float32 logits -> [B] int32 tokens."""
+    if params.greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jax.random.categorical(key, process_logits(logits, params), axis=-1).astype(jnp.int32)
+
+
+def bucket(n: int, multiple: int = 32) -> int:
+    """Rounds a prompt length up, to limit the number of compiled shapes."""
+    return max(multiple, -(-n // multiple) * multiple)
+
+
+def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, *,
+            sampling: SamplingParams, num_samples: int, max_new_tokens: int,
+            eos_ids: tuple[int, ...], pad_id: int, use_lora: bool):
+    model = merge_params(graphdef, params, lora)
+    b = tokens.shape[0]
+    rows = b * num_samples
+    if num_samples == 1:
+        logits, cache = model(tokens, mask, cache, lora=use_lora, logits="last")
+    else:
+        # Prefill each prompt once, then give each of its n samples a copy of the cache.
+        prompt_cache = KVCache.empty(model.config, b, cache.capacity, cache.k.dtype)
+        logits, prompt_cache = model(tokens, mask, prompt_cache, lora=use_lora, logits="last")
+        cache = prompt_cache.repeat(num_samples)
+        logits = jnp.repeat(logits, num_samples, axis=0)
+    eos = jnp.asarray(eos_ids, jnp.int32)
+
+    def cond(state):
+        step, _, _, _, _, _, done = state
+        return (step < max_new_tokens) & ~jnp.all(done)
+
+    def body(state):
+        step, cache, logits, key, out_tokens, out_logprobs, done = state
+        key, sub = jax.random.split(key)
+        token = choose_tokens(logits, sub, sampling)
+        logprob = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), token[:, None], 1)[:, 0]
+        token = jnp.where(done, pad_id, token)
+        out_tokens = out_tokens.at[:, step].set(token)
+        out_logprobs = out_logprobs.at[:, step].set(jnp.where(done, 0.0, logprob))
+        live = ~done
+        done = done | jnp.isin(token, eos)
+        logits, cache = model(token[:, None], live[:, None], cache, lora=use_lora, logits="last")
+        return step + 1, cache, logits, key, out_tokens, out_logprobs, done
+
+    state = (jnp.zeros((), jnp.int32), cache, logits, key,
+             jnp.full((rows, max_new_tokens), pad_id, jnp.int32),
+             jnp.zeros((rows, max_new_tokens), jnp.float32), jnp.zeros((rows,), bool))
+    _, final_cache, _, _, out_tokens, out_logprobs, _ = jax.lax.while_loop(cond, body, state)
+    # Length = up to and including the first EOS (pad may equal EOS, so count positions).
+    is_eos = jnp.isin(out_tokens, eos)
+    lengths = jnp.where(jnp.any(is_eos, 1), jnp.argmax(is_eos, 1) + 1, max_new_tokens)
+    lengths = lengths.astype(jnp.int32)
+    return SampleOutput(out_tokens, lengths, out_logprobs), final_cache
+
+
+class Sampler:
+    """Holds the compiled sampling function and the KV cache buffer it donates."""
+
+    def __init__(self, graphdef, model_config, *, max_new_tokens: int, eos_ids, pad_id: int,
+                 cache_dtype=None):
+        self.graphdef = graphdef
+        self.config = model_config
+        self.max_new_tokens = int(max_new_tokens)
+        self.eos_ids = tuple(int(e) for e in np.atleast_1d(eos_ids))
+        self.pad_id = int(pad_id)
+        self.cache_dtype = cache_dtype or model_config.compute_dtype
+        self._cache: KVCache | None = None
+        self._fn = jax.jit(_sample, static_argnums=(0,), donate_argnums=(3,),
+                           static_argnames=("sampling", "num_samples", "max_new_tokens",
+                                            "eos_ids", "pad_id", "use_lora"))
+
+    def _cache_for(self, rows: int, capacity: int) -> KVCache:
+        cache = self._cache
+        if cache is None or cache.positions.shape != (rows, capacity):
+            cache = KVCache.empty(self.config, rows, capacity, self.cache_dtype)
+        # Reset positions and index; stale k/v in invalid slots are masked, never read.
+        return cache._replace(positions=jnp.full((rows, capacity), -1, jnp.int32),
+                              index=jnp.zeros((), jnp.int32))
+
+    def __call__(self, params, lora, tokens, mask, key, sampling: SamplingParams = SamplingParams(),
+                 num_samples: int = 1, use_lora: bool = True) -> SampleOutput:
+        """tokens, mask: left-padded [B, T]. Returns SampleOutput with B*num_samples rows,
+        the n samples of prompt i in rows i*n .. i*n+n-1."""
+        tokens = jnp.asarray(tokens, jnp.int32)
+        b, t = tokens.shape
+        cache = self._cache_for(b * num_samples, t + self.max_new_tokens)
+        out, self._cache = self._fn(self.graphdef, params, lora or {}, cache, tokens,
+                                    jnp.asarray(mask, bool), key, sampling=sampling,
+                                    num_samples=num_samples, max_new_tokens=self.max_new_tokens,
+                                    eos_ids=self.eos_ids, pad_id=self.pad_id, use_lora=use_lora)
+        return out
+
+    def compiled_count(self) -> int:
+        """How many shape/config buckets have been compiled (for recompilation tests)."""
+        return self._fn._cache_size()
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _forward_logits(graphdef, params, lora, tokens, mask):
+    return merge_params(graphdef, params, lora)(tokens, mask)[0]
+
+
+def forward_logits(graphdef, params, tokens, mask, lora=None):
+    """Full-sequence logits [B, T, V] (jitted); a convenience for tests and tools."""
+    return _forward_logits(graphdef, params, lora or {}, jnp.asarray(tokens), jnp.asarray(mask))
