@@ -1,0 +1,120 @@
+"""Losses: masked token cross-entropy, sequence log-probs, DPO (sigmoid, hinge, IPO).
+
+Alignment convention (shared with the data pipeline): `loss_mask[b, i]` True means
+token i of row b is a target, predicted from the logits at position i - 1.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+def token_logprobs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
+    """log p(tokens[:, i] | tokens[:, :i]) for i >= 1.
+
+    logits [B, T, V] (any float dtype; computed in float32), tokens [B, T] ->
+    [B, T] float32 with position 0 set to 0 (nothing predicts the first token).
+    """
+    logits = logits[:, :-1].astype(jnp.float32)
+    targets = tokens[:, 1:]
+    # log_softmax at the target = logit_target - logsumexp: never materialises
+    # the full [B, T, V] log-probability tensor beyond the logits themselves.
+    target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    logp = target_logits - jax.nn.logsumexp(logits, axis=-1)
+    return jnp.pad(logp, ((0, 0), (1, 0)))
+
+
+def masked_cross_entropy(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
+                         normalize: Literal["token", "example"] = "token",
+                         weights: jax.Array | None = None):
+    """Mean negative log-likelihood of the target tokens.
+
+    normalize="token": sum over every target token of the batch / number of target
+      tokens (what HF/TRL SFT does).
+    normalize="example": each row's mean over its targets, then the mean over rows
+      (every example counts equally, however long its target).
+    weights [B]: per-example weights (e.g. to up-weight one-token judge targets);
+      with "token", a row's tokens carry its weight.
+    Returns (loss, num_target_tokens).
+    """
+    mask = loss_mask.astype(jnp.float32)
+    nll = -token_logprobs(logits, tokens) * mask
+    w = jnp.ones(tokens.shape[0], jnp.float32) if weights is None else weights.astype(jnp.float32)
+    n_tokens = mask.sum()
+    if normalize == "token":
+        loss = (nll.sum(axis=1) * w).sum() / jnp.maximum((mask.sum(axis=1) * w).sum(), 1e-8)
+    elif normalize == "example":
+        per_row = nll.sum(axis=1) / jnp.maximum(mask.sum(axis=1), 1.0)
+        has_target = (mask.sum(axis=1) > 0).astype(jnp.float32) * w
+        loss = (per_row * has_target).sum() / jnp.maximum(has_target.sum(), 1e-8)
+    else:
+        raise ValueError(f"normalize={normalize!r}; expected 'token' or 'example'")
+    return loss, n_tokens
+
+
+def sequence_logprobs(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
+                      reduce: Literal["sum", "mean"] = "sum") -> jax.Array:
+    """[B] log-probability of each row's target tokens (sum, or mean per token)."""
+    mask = loss_mask.astype(jnp.float32)
+    total = (token_logprobs(logits, tokens) * mask).sum(axis=1)
+    if reduce == "sum":
+        return total
+    if reduce == "mean":
+        return total / jnp.maximum(mask.sum(axis=1), 1.0)
+    raise ValueError(f"reduce={reduce!r}; expected 'sum' or 'mean'")
+
+
+class DPOOutput(NamedTuple):
+    loss: jax.Array     # [] mean over the valid pairs
+    losses: jax.Array   # [P] per pair (0 where invalid)
+    metrics: dict       # the scalars TRL logs
+
+
+DPOType = Literal["sigmoid", "hinge", "ipo"]
+
+
+def dpo_loss(policy_chosen: jax.Array, policy_rejected: jax.Array, ref_chosen: jax.Array,
+             ref_rejected: jax.Array, beta: float = 0.1, loss_type: DPOType = "sigmoid",
+             valid: jax.Array | None = None, label_smoothing: float = 0.0) -> DPOOutput:
+    """Direct Preference Optimisation on sequence log-probs [P] of P pairs.
+
+    h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))
+      sigmoid: -log sigma(beta h)  (with label smoothing eps:
+               -(1-eps) log sigma(beta h) - eps log sigma(-beta h))
+      hinge:   max(0, 1 - beta h)
+      ipo:     (h - 1/(2 beta))^2
+    `valid` [P] bool drops pairs from the loss and from every statistic (e.g. pairs
+    whose two responses are identical carry no signal).
+    """
+    chosen_rewards = beta * (policy_chosen - ref_chosen)
+    rejected_rewards = beta * (policy_rejected - ref_rejected)
+    h = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    if loss_type == "sigmoid":
+        losses = (-(1 - label_smoothing) * jax.nn.log_sigmoid(beta * h)
+                  - label_smoothing * jax.nn.log_sigmoid(-beta * h))
+    elif loss_type == "hinge":
+        losses = jax.nn.relu(1 - beta * h)
+    elif loss_type == "ipo":
+        losses = (h - 1 / (2 * beta)) ** 2
+    else:
+        raise ValueError(f"loss_type={loss_type!r}; expected sigmoid, hinge or ipo")
+    v = jnp.ones_like(losses) if valid is None else valid.astype(losses.dtype)
+    n = jnp.maximum(v.sum(), 1.0)
+
+    def mean(x):
+        return (x * v).sum() / n
+
+    margins = chosen_rewards - rejected_rewards
+    metrics = {
+        "rewards/chosen": mean(chosen_rewards),
+        "rewards/rejected": mean(rejected_rewards),
+        "rewards/accuracies": mean((chosen_rewards > rejected_rewards).astype(losses.dtype)),
+        "rewards/margins": mean(margins),
+        "logps/chosen": mean(policy_chosen),
+        "logps/rejected": mean(policy_rejected),
+        "pairs/valid": v.sum(),
+    }
+    return DPOOutput(mean(losses), losses * v, metrics)

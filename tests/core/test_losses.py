@@ -1,0 +1,76 @@
+"""Losses against hand-computed values."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sjjax.losses import dpo_loss, masked_cross_entropy, sequence_logprobs, token_logprobs
+
+# One row, vocabulary of 3, tokens [2, 0, 1]; logits at positions 0 and 1 predict tokens 0, 1.
+LOGITS = jnp.array([[[0.0, 1.0, 2.0], [1.0, 1.0, 1.0], [5.0, 5.0, 5.0]]])
+TOKENS = jnp.array([[2, 0, 1]])
+# log p(0 | pos 0) = 0 - log(1 + e + e^2) = -2.40760596; log p(1 | pos 1) = -log 3 = -1.09861229
+LP0, LP1 = -math.log(1 + math.e + math.e ** 2), -math.log(3)
+
+
+def test_token_logprobs_by_hand():
+    lp = np.asarray(token_logprobs(LOGITS, TOKENS))
+    np.testing.assert_allclose(lp, [[0.0, LP0, LP1]], rtol=1e-6)
+    assert abs(LP0 - (-2.40760596)) < 1e-7
+
+
+def test_masked_cross_entropy_token_and_example_normalisation():
+    logits = jnp.concatenate([LOGITS, LOGITS])
+    tokens = jnp.concatenate([TOKENS, TOKENS])
+    mask = jnp.array([[False, True, True], [False, False, True]])
+    loss, n = masked_cross_entropy(logits, tokens, mask, "token")
+    assert float(n) == 3
+    np.testing.assert_allclose(loss, -(LP0 + LP1 + LP1) / 3, rtol=1e-6)
+    loss, _ = masked_cross_entropy(logits, tokens, mask, "example")
+    np.testing.assert_allclose(loss, (-(LP0 + LP1) / 2 - LP1) / 2, rtol=1e-6)
+    # weights: row 2 counts 3x (its single token carries weight 3)
+    loss, _ = masked_cross_entropy(logits, tokens, mask, "token", weights=jnp.array([1.0, 3.0]))
+    np.testing.assert_allclose(loss, -(LP0 + LP1 + 3 * LP1) / 5, rtol=1e-6)
+
+
+def test_sequence_logprobs_sum_and_mean():
+    mask = jnp.array([[False, True, True]])
+    np.testing.assert_allclose(sequence_logprobs(LOGITS, TOKENS, mask), [LP0 + LP1], rtol=1e-6)
+    np.testing.assert_allclose(sequence_logprobs(LOGITS, TOKENS, mask, "mean"),
+                               [(LP0 + LP1) / 2], rtol=1e-6)
+
+
+# policy log-probs (chosen, rejected) and reference log-probs; h = (−1+1.5) − (−2+1.5) = 1.
+PAIR = dict(policy_chosen=jnp.array([-1.0]), policy_rejected=jnp.array([-2.0]),
+            ref_chosen=jnp.array([-1.5]), ref_rejected=jnp.array([-1.5]))
+
+
+@pytest.mark.parametrize("loss_type,expected", [
+    ("sigmoid", 0.64439666),   # -log sigmoid(0.1) = log(1 + e^-0.1)
+    ("hinge", 0.9),            # max(0, 1 - 0.1 * 1)
+    ("ipo", 16.0),             # (1 - 1 / (2 * 0.1))^2 = (1 - 5)^2
+])
+def test_dpo_losses_by_hand(loss_type, expected):
+    out = dpo_loss(**PAIR, beta=0.1, loss_type=loss_type)
+    np.testing.assert_allclose(out.loss, expected, rtol=1e-6)
+    np.testing.assert_allclose(out.metrics["rewards/chosen"], 0.05, rtol=1e-6)
+    np.testing.assert_allclose(out.metrics["rewards/rejected"], -0.05, rtol=1e-6)
+    np.testing.assert_allclose(out.metrics["rewards/margins"], 0.1, rtol=1e-6)
+    assert float(out.metrics["rewards/accuracies"]) == 1.0
+
+
+def test_dpo_invalid_pairs_are_excluded_everywhere():
+    two = {k: jnp.concatenate([v, jnp.array([0.0])]) for k, v in PAIR.items()}
+    out = dpo_loss(**two, beta=0.1, valid=jnp.array([True, False]))
+    np.testing.assert_allclose(out.loss, 0.64439666, rtol=1e-6)
+    assert float(out.metrics["pairs/valid"]) == 1
+    assert float(out.metrics["rewards/accuracies"]) == 1.0
+    assert float(out.losses[1]) == 0.0
+
+
+def test_dpo_label_smoothing():
+    out = dpo_loss(**PAIR, beta=0.1, label_smoothing=0.2)
+    expected = 0.8 * math.log(1 + math.exp(-0.1)) + 0.2 * math.log(1 + math.exp(0.1))
+    np.testing.assert_allclose(out.loss, expected, rtol=1e-6)

@@ -1,0 +1,128 @@
+"""The compiled sampler on a tiny random model: distributions, determinism, EOS, shapes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sjjax.model import ModelConfig, init_model, split_params
+from sjjax.sampling import Sampler, SamplingParams, choose_tokens, forward_logits
+
+CFG = ModelConfig(vocab_size=24, hidden_size=32, intermediate_size=48, num_layers=2,
+                  num_heads=4, num_kv_heads=2, head_dim=8, initializer_range=0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    graphdef, params, _ = split_params(init_model(CFG, seed=0))
+    return graphdef, params
+
+
+def reference_distribution(logits, temperature=1.0, top_k=0, top_p=1.0):
+    """An independent numpy implementation of temperature -> top-k -> top-p."""
+    z = np.asarray(logits, np.float64) / temperature
+    order = np.argsort(-z)
+    keep = np.zeros_like(z, bool)
+    keep[order[:top_k] if top_k else order] = True
+    p = np.exp(z - z.max()) * keep
+    p /= p.sum()
+    if top_p < 1.0:
+        kept, mass = [], 0.0
+        for i in np.argsort(-p):
+            if mass >= top_p or p[i] == 0:
+                break
+            kept.append(i)
+            mass += p[i]
+        mask = np.zeros_like(keep)
+        mask[kept] = True
+        p = p * mask
+        p /= p.sum()
+    return p
+
+
+def chi_square_pvalue(counts, probs):
+    from scipy import stats  # noqa: F401  (scipy ships with the test extras' deps)
+    expected = probs * counts.sum()
+    nz = expected > 0
+    assert counts[~nz].sum() == 0, "sampled a token with probability 0"
+    return stats.chisquare(counts[nz], expected[nz]).pvalue
+
+
+@pytest.mark.parametrize("params", [
+    SamplingParams(temperature=1.0),
+    SamplingParams(temperature=0.7, top_k=5),
+    SamplingParams(temperature=1.3, top_p=0.8),
+    SamplingParams(temperature=0.9, top_k=6, top_p=0.7),
+])
+def test_first_token_distribution_matches_exact_probabilities(tiny, params):
+    graphdef, p = tiny
+    prompt = np.array([[3, 7, 1, 9]], np.int32)
+    logits = np.asarray(forward_logits(graphdef, p, prompt, np.ones_like(prompt, bool)))[0, -1]
+    exact = reference_distribution(logits, params.temperature, params.top_k, params.top_p)
+    n = 4000
+    sampler = Sampler(graphdef, CFG, max_new_tokens=1, eos_ids=[0], pad_id=0)
+    out = sampler(p, None, prompt, np.ones_like(prompt, bool), jax.random.key(42), params,
+                  num_samples=n)
+    counts = np.bincount(np.asarray(out.tokens[:, 0]), minlength=CFG.vocab_size)
+    assert chi_square_pvalue(counts, exact) > 1e-3
+    # the returned log-probs are those of the unmodified model distribution
+    logp = jax.nn.log_softmax(jnp.asarray(logits))
+    np.testing.assert_allclose(out.logprobs[:, 0], logp[out.tokens[:, 0]], atol=1e-5)
+
+
+def test_choose_tokens_matches_reference_on_many_rows():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(CFG.vocab_size,)) * 2
+    params = SamplingParams(temperature=0.8, top_k=10, top_p=0.9)
+    rows = jnp.tile(jnp.asarray(logits, jnp.float32), (20000, 1))
+    tokens = np.asarray(choose_tokens(rows, jax.random.key(1), params))
+    counts = np.bincount(tokens, minlength=CFG.vocab_size)
+    assert chi_square_pvalue(counts, reference_distribution(logits, 0.8, 10, 0.9)) > 1e-3
+
+
+def test_fixed_key_reproduces_and_no_recompilation(tiny):
+    graphdef, p = tiny
+    sampler = Sampler(graphdef, CFG, max_new_tokens=12, eos_ids=[0], pad_id=0)
+    tokens = np.array([[0, 0, 5, 6], [1, 2, 3, 4]], np.int32)
+    mask = tokens > 0
+    mask[1] = True
+    params = SamplingParams(top_p=0.9)
+    a = sampler(p, None, tokens, mask, jax.random.key(7), params, num_samples=3)
+    compiled = sampler.compiled_count()
+    b = sampler(p, None, tokens, mask, jax.random.key(7), params, num_samples=3)
+    c = sampler(p, None, tokens + 1, mask, jax.random.key(8), params, num_samples=3)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    assert not np.array_equal(a.tokens, c.tokens)
+    assert a.tokens.shape == (6, 12)
+    assert sampler.compiled_count() == compiled, "same bucketed shapes must not recompile"
+
+
+def test_eos_stops_each_row_and_pads_after(tiny):
+    graphdef, p = tiny
+    tokens = np.array([[0, 4, 5, 6], [1, 2, 3, 4]], np.int32)
+    mask = np.array([[False, True, True, True], [True] * 4])
+    free = Sampler(graphdef, CFG, max_new_tokens=10, eos_ids=[23], pad_id=23)
+    greedy = SamplingParams(greedy=True)
+    base = np.asarray(free(p, None, tokens, mask, jax.random.key(0), greedy).tokens)
+    eos = int(base[0, 2])  # make row 0's third token the EOS
+    stopped = Sampler(graphdef, CFG, max_new_tokens=10, eos_ids=[eos], pad_id=CFG.vocab_size - 1)
+    out = stopped(p, None, tokens, mask, jax.random.key(0), greedy)
+    for row in range(2):
+        hits = np.flatnonzero(base[row] == eos)
+        n = int(hits[0]) + 1 if hits.size else 10
+        assert int(out.lengths[row]) == n
+        np.testing.assert_array_equal(out.tokens[row, :n], base[row, :n])
+        assert (np.asarray(out.tokens[row, n:]) == CFG.vocab_size - 1).all()
+        assert (np.asarray(out.logprobs[row, n:]) == 0).all()
+
+
+def test_left_padding_does_not_change_samples(tiny):
+    graphdef, p = tiny
+    sampler = Sampler(graphdef, CFG, max_new_tokens=8, eos_ids=[0], pad_id=0)
+    short = np.array([[5, 6, 7]], np.int32)
+    padded = np.array([[0, 0, 0, 5, 6, 7]], np.int32)
+    greedy = SamplingParams(greedy=True)
+    a = sampler(p, None, short, short > 0, jax.random.key(0), greedy)
+    b = sampler(p, None, padded, padded > 0, jax.random.key(0), greedy)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
