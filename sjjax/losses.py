@@ -27,32 +27,39 @@ def token_logprobs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
     return jnp.pad(logp, ((0, 0), (1, 0)))
 
 
-def masked_cross_entropy(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
-                         normalize: Literal["token", "example"] = "token",
-                         weights: jax.Array | None = None):
-    """Mean negative log-likelihood of the target tokens.
+def cross_entropy_terms(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
+                        normalize: Literal["token", "example"] = "token",
+                        weights: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """(numerator, denominator) of the masked cross-entropy, so that gradient
+    accumulation over micro-batches can sum both and divide once (exactly the loss of
+    the whole batch).
 
-    normalize="token": sum over every target token of the batch / number of target
-      tokens (what HF/TRL SFT does).
-    normalize="example": each row's mean over its targets, then the mean over rows
-      (every example counts equally, however long its target).
+    normalize="token": sum over every target token / number of target tokens (what
+      HF/TRL SFT does).
+    normalize="example": each row's mean over its targets, averaged over rows (every
+      example counts equally, however long its target).
     weights [B]: per-example weights (e.g. to up-weight one-token judge targets);
-      with "token", a row's tokens carry its weight.
-    Returns (loss, num_target_tokens).
+      with "token", each of a row's tokens carries the row's weight.
     """
     mask = loss_mask.astype(jnp.float32)
     nll = -token_logprobs(logits, tokens) * mask
     w = jnp.ones(tokens.shape[0], jnp.float32) if weights is None else weights.astype(jnp.float32)
-    n_tokens = mask.sum()
     if normalize == "token":
-        loss = (nll.sum(axis=1) * w).sum() / jnp.maximum((mask.sum(axis=1) * w).sum(), 1e-8)
-    elif normalize == "example":
+        return (nll.sum(axis=1) * w).sum(), (mask.sum(axis=1) * w).sum()
+    if normalize == "example":
         per_row = nll.sum(axis=1) / jnp.maximum(mask.sum(axis=1), 1.0)
         has_target = (mask.sum(axis=1) > 0).astype(jnp.float32) * w
-        loss = (per_row * has_target).sum() / jnp.maximum(has_target.sum(), 1e-8)
-    else:
-        raise ValueError(f"normalize={normalize!r}; expected 'token' or 'example'")
-    return loss, n_tokens
+        return (per_row * has_target).sum(), has_target.sum()
+    raise ValueError(f"normalize={normalize!r}; expected 'token' or 'example'")
+
+
+def masked_cross_entropy(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
+                         normalize: Literal["token", "example"] = "token",
+                         weights: jax.Array | None = None):
+    """Mean negative log-likelihood of the target tokens (see `cross_entropy_terms`).
+    Returns (loss, number of target tokens)."""
+    num, den = cross_entropy_terms(logits, tokens, loss_mask, normalize, weights)
+    return num / jnp.maximum(den, 1e-8), loss_mask.astype(jnp.float32).sum()
 
 
 def sequence_logprobs(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
@@ -68,9 +75,11 @@ def sequence_logprobs(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array
 
 
 class DPOOutput(NamedTuple):
-    loss: jax.Array     # [] mean over the valid pairs
-    losses: jax.Array   # [P] per pair (0 where invalid)
-    metrics: dict       # the scalars TRL logs
+    loss: jax.Array              # [] mean over the valid pairs
+    losses: jax.Array            # [P] per pair (0 where invalid)
+    metrics: dict                # the scalars TRL logs (means over valid pairs)
+    chosen_rewards: jax.Array    # [P] beta * (log pi(y_w) - log pi_ref(y_w))
+    rejected_rewards: jax.Array  # [P]
 
 
 DPOType = Literal["sigmoid", "hinge", "ipo"]
@@ -117,4 +126,4 @@ def dpo_loss(policy_chosen: jax.Array, policy_rejected: jax.Array, ref_chosen: j
         "logps/rejected": mean(policy_rejected),
         "pairs/valid": v.sum(),
     }
-    return DPOOutput(mean(losses), losses * v, metrics)
+    return DPOOutput(mean(losses), losses * v, metrics, chosen_rewards, rejected_rewards)

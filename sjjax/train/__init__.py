@@ -1,0 +1,1 @@
+"""Training machinery shared by the phases: optimizer, pure step functions, the loop."""

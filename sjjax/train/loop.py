@@ -1,0 +1,191 @@
+"""The training loop shared by JSFT, SFT, offline DPO and self-judge.
+
+In order: mesh -> shard the weights by their logical axes -> build (or restore) the
+train state -> compile the step with explicit in/out shardings and the state donated
+-> iterate: step, log, checkpoint -> final parameters for the next phase.
+
+A killed run resumes from its last checkpoint when the same command is rerun: the
+state (weights, optimizer, step, PRNG key) and the data stream position come back,
+so the final parameters equal those of an uninterrupted run. A non-finite loss stops
+the run before anything is saved, keeping the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sjjax import sharding
+from sjjax.checkpoint import (RunCheckpointer, abstract_like, save_final, save_model_spec)
+from sjjax.config import save_resolved
+from sjjax.metrics import MetricsLogger
+from sjjax.model.transformer import logical_axes
+from sjjax.train.steps import TrainState
+
+log = logging.getLogger("sjjax")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+def make_run_mesh(config):
+    return sharding.make_mesh(tuple(config.mesh.shape), tuple(config.mesh.axes))
+
+
+def merge_lora(params: dict, lora: dict, scale: float) -> dict:
+    """Base weights with the adapters folded in, per layer: W + scale * A @ B, where
+    A [L, *in, r], B [L, r, *out] and W [L, *in, *out]."""
+
+    def walk(p, l):
+        out = dict(p)
+        for key, value in l.items():
+            if "lora_a" in value:
+                delta = jax.vmap(lambda a, b: jnp.tensordot(a, b, axes=1))(
+                    value["lora_a"], value["lora_b"])
+                kernel = p[key]["kernel"]
+                out[key] = dict(p[key], kernel=(kernel + scale * delta).astype(kernel.dtype))
+            else:
+                out[key] = walk(p[key], value)
+        return out
+
+    return walk(params, lora) if lora else params
+
+
+@dataclasses.dataclass
+class RunContext:
+    """Everything a phase's loop needs, built once."""
+    config: Any
+    mesh: Any
+    rules: Any
+    checkpointer: RunCheckpointer
+    metrics: MetricsLogger
+    start_step: int
+    meta: dict
+
+
+def shard_weights(tree: dict, mesh, rules) -> dict:
+    if not tree:
+        return tree
+    return sharding.shard_tree(tree, logical_axes(tree), mesh, rules)
+
+
+def batch_to_device(batch: dict, mesh, rules) -> dict:
+    """numpy [A, b, ...] (this host's rows) -> global arrays sharded over data/fsdp on b."""
+    out = {}
+    for name, value in batch.items():
+        value = np.asarray(value)
+        names = (None, "batch") + (None,) * (value.ndim - 2)
+        spec_sharding = sharding.named_sharding(mesh, names, rules)
+        if jax.process_count() == 1:
+            out[name] = jax.device_put(value, spec_sharding)
+        else:
+            out[name] = jax.make_array_from_process_local_data(spec_sharding, value)
+    return out
+
+
+def init_state(trainable: dict, optimizer, seed: int) -> TrainState:
+    # Jitting init lets XLA give each optimizer moment its parameter's sharding.
+    opt_state = jax.jit(optimizer.init)(trainable)
+    key = jax.random.key_data(jax.random.key(seed))
+    return TrainState(trainable, opt_state, jnp.zeros((), jnp.int32), key)
+
+
+def state_shardings(state: TrainState, mesh):
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.tree.map(lambda x: x.sharding if hasattr(x, "sharding") else replicated, state)
+
+
+def compile_step(step_fn: Callable, state: TrainState, static_args: tuple, batch_example: dict,
+                 mesh):
+    """jit(step_fn) with explicit shardings: the state in and out keeps its layout and is
+    donated (updated in place); weights that are not trained and batches keep theirs."""
+    state_sh = state_shardings(state, mesh)
+    arg_sh = tuple(jax.tree.map(lambda x: x.sharding, a) for a in static_args)
+    batch_sh = jax.tree.map(lambda x: x.sharding, batch_example)
+    return jax.jit(step_fn, in_shardings=(state_sh,) + arg_sh + (batch_sh,),
+                   out_shardings=(state_sh, None), donate_argnums=(0,))
+
+
+def open_run(config, model_config, tokenizer, total_steps: int) -> RunContext:
+    """Creates run_dir (config, model spec), the mesh, the checkpointer and the logger,
+    and finds the step to resume from."""
+    run_dir = config.run_dir
+    os.makedirs(run_dir, exist_ok=True)
+    save_resolved(config, run_dir)
+    save_model_spec(run_dir, model_config, tokenizer)
+    mesh = make_run_mesh(config)
+    rules = sharding.normalize_rules(config.mesh.rules)
+    checkpointer = RunCheckpointer(run_dir, keep=config.checkpoint.keep,
+                                   every_steps=config.checkpoint.every_steps)
+    start = checkpointer.latest_step() or 0
+    metrics = MetricsLogger(run_dir, config.phase, config.log.tensorboard,
+                            resume_step=start if start else None)
+    if start:
+        log.info("resuming %s from step %d of %d", run_dir, start, total_steps)
+    return RunContext(config, mesh, rules, checkpointer, metrics, start, {})
+
+
+def restore_state(ctx: RunContext, state: TrainState) -> tuple[TrainState, dict]:
+    """The checkpointed state (same shardings as `state`) and its meta, or (state, {})."""
+    if not ctx.start_step:
+        return state, {}
+    abstract = abstract_like(state, state_shardings(state, ctx.mesh))
+    restored, meta = ctx.checkpointer.restore(ctx.start_step, abstract)
+    return TrainState(*restored), meta
+
+
+def check_finite(metrics: dict, step: int, run_dir: str, last_saved: int | None):
+    loss = float(metrics["loss"])
+    if not math.isfinite(loss):
+        kept = f"step {last_saved}" if last_saved else "no checkpoint yet"
+        raise NonFiniteLossError(
+            f"loss is {loss} at step {step}; stopping. The last good checkpoint in "
+            f"{run_dir}/checkpoints is kept ({kept}). Lower train.learning_rate or check "
+            f"the data.")
+
+
+class Progress:
+    """tqdm bar (or nothing) with throughput in the postfix."""
+
+    def __init__(self, total: int, start: int, phase: str, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, initial=start, desc=phase, dynamic_ncols=True)
+
+    def update(self, postfix: dict):
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v)
+                                  for k, v in postfix.items()}, refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def finish(ctx: RunContext, params_for_next_phase: dict, step: int, summary: dict):
+    """Writes the final parameters (LoRA merged) and a one-line summary."""
+    save_final(ctx.config.run_dir, params_for_next_phase,
+               {"step": int(step), "phase": ctx.config.phase, "summary": summary})
+    ctx.metrics.close()
+    ctx.checkpointer.close()
+
+
+class Timer:
+    def __init__(self):
+        self.t = time.perf_counter()
+
+    def lap(self) -> float:
+        now = time.perf_counter()
+        dt, self.t = now - self.t, now
+        return dt

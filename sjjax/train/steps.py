@@ -1,0 +1,170 @@
+"""Pure, jit-able training steps: (state, frozen, batch) -> (state, metrics).
+
+`state.trainable` is what the optimizer updates: the full parameters, or only the
+LoRA adapters. `frozen` is what it does not: nothing ({}) for full fine-tuning, the
+base weights with LoRA (shared by the policy, the reference and the judge: the
+reference is the same weights with adapters off). For full-parameter DPO, `ref`
+holds the reference weights.
+
+Batches carry a leading micro-batch axis [A, b, ...] for gradient accumulation: the
+step scans over it, summing the loss numerator, denominator and gradients, and
+divides once, so A micro-batches of b give exactly the update of one batch of A*b.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sjjax.losses import cross_entropy_terms, dpo_loss, sequence_logprobs
+from sjjax.model.transformer import merge_params
+
+
+class TrainState(NamedTuple):
+    trainable: Any       # params or LoRA adapters (nested dict)
+    opt_state: Any
+    step: jax.Array      # [] int32
+    key: jax.Array       # [2] uint32 raw PRNG key data (saveable by Orbax)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossSpec:
+    lora: bool = False
+    normalize: str = "token"       # token | example
+    judge_weight: float = 1.0      # weight of judgment examples in the SFT loss
+    beta: float = 0.1
+    dpo_type: str = "sigmoid"      # sigmoid | hinge | ipo
+    label_smoothing: float = 0.0
+
+
+def _model(graphdef, trainable, frozen, spec: LossSpec):
+    params, lora = (frozen, trainable) if spec.lora else (trainable, {})
+    return merge_params(graphdef, params, lora)
+
+
+def _accumulate(micro_fn, trainable, batch):
+    """Scans micro_fn(trainable, micro_batch) -> ((num, den, sums), grads) over [A, ...]."""
+    grad_fn = jax.value_and_grad(micro_fn, has_aux=True)
+
+    def body(carry, mb):
+        (num, (den, sums)), grads = grad_fn(trainable, mb)
+        return jax.tree.map(jnp.add, carry, (num, den, sums, grads)), None
+
+    first = jax.tree.map(lambda x: x[0], batch)
+    (num, (den, sums)), grads = jax.eval_shape(grad_fn, trainable, first)
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (num, den, sums, grads))
+    (num, den, sums, grads), _ = jax.lax.scan(body, zeros, batch)
+    return num, den, sums, grads
+
+
+def _apply(optimizer, state: TrainState, grads, den):
+    grads = jax.tree.map(lambda g: g / jnp.maximum(den, 1e-8), grads)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
+    trainable = optax.apply_updates(state.trainable, updates)
+    return TrainState(trainable, opt_state, state.step + 1, state.key), optax.global_norm(grads)
+
+
+def make_sft_step(graphdef, optimizer, spec: LossSpec, schedule=None):
+    """Masked cross-entropy on SFT and judgment examples (JSFT, SFT).
+
+    batch: tokens, mask, loss_mask [A, b, T]; kind [A, b] (0 = sft, 1 = judgment).
+    """
+
+    def micro(trainable, frozen, mb):
+        logits, _ = _model(graphdef, trainable, frozen, spec)(mb["tokens"], mb["mask"])
+        is_judge = mb["kind"] == 1
+        weights = jnp.where(is_judge, spec.judge_weight, 1.0)
+        num, den = cross_entropy_terms(logits, mb["tokens"], mb["loss_mask"], spec.normalize,
+                                       weights)
+        sums = jax.lax.stop_gradient(_sft_stats(logits, mb, is_judge))
+        return num, (den, sums)
+
+    def step(state: TrainState, frozen, batch):
+        num, den, sums, grads = _accumulate(
+            lambda t, mb: micro(t, frozen, mb), state.trainable, batch)
+        new_state, grad_norm = _apply(optimizer, state, grads, den)
+        metrics = {
+            "loss": num / jnp.maximum(den, 1e-8),
+            "grad_norm": grad_norm,
+            "sft_loss": sums["sft_nll"] / jnp.maximum(sums["sft_tokens"], 1),
+            "judge_loss": sums["judge_nll"] / jnp.maximum(sums["judge_examples"], 1),
+            "judge_accuracy": sums["judge_correct"] / jnp.maximum(sums["judge_examples"], 1),
+            "target_tokens": sums["sft_tokens"] + sums["judge_tokens"],
+            "judge_examples": sums["judge_examples"],
+        }
+        if schedule is not None:
+            metrics["learning_rate"] = schedule(state.step)
+        return new_state, metrics
+
+    return step
+
+
+def _sft_stats(logits, mb, is_judge):
+    """Sums for logging: NLL per kind, and the judgment decision-token accuracy."""
+    from sjjax.losses import token_logprobs
+    mask = mb["loss_mask"].astype(jnp.float32)
+    nll = -token_logprobs(logits, mb["tokens"]) * mask
+    judge = is_judge.astype(jnp.float32)
+    # The decision token is a judgment example's first target.
+    first = jnp.argmax(mb["loss_mask"], axis=1)
+    decision_logits = jnp.take_along_axis(logits, (first - 1)[:, None, None], axis=1)[:, 0]
+    target = jnp.take_along_axis(mb["tokens"], first[:, None], axis=1)[:, 0]
+    correct = (jnp.argmax(decision_logits, axis=-1) == target).astype(jnp.float32)
+    decision_nll = jnp.take_along_axis(nll, first[:, None], axis=1)[:, 0]
+    return {
+        "sft_nll": (nll.sum(1) * (1 - judge)).sum(),
+        "sft_tokens": (mask.sum(1) * (1 - judge)).sum(),
+        "judge_nll": (decision_nll * judge).sum(),
+        "judge_tokens": (mask.sum(1) * judge).sum(),
+        "judge_correct": (correct * judge).sum(),
+        "judge_examples": judge.sum(),
+    }
+
+
+def make_dpo_step(graphdef, optimizer, spec: LossSpec, schedule=None):
+    """DPO with chosen and rejected in one forward; reference log-probs without
+    gradients (LoRA: the same base with adapters off; full: `ref` weights).
+
+    batch: tokens, mask, loss_mask [A, 2p, T] with the p chosen rows first, then the
+    p rejected rows; valid [A, p] (False = pair excluded, e.g. identical responses).
+    """
+
+    def micro(trainable, frozen, ref, mb):
+        p = mb["valid"].shape[0]
+        policy = _model(graphdef, trainable, frozen, spec)
+        logits, _ = policy(mb["tokens"], mb["mask"])
+        logps = sequence_logprobs(logits, mb["tokens"], mb["loss_mask"])
+        if spec.lora:
+            ref_logits, _ = policy(mb["tokens"], mb["mask"], lora=False)
+        else:
+            ref_logits, _ = merge_params(graphdef, ref)(mb["tokens"], mb["mask"])
+        ref_logps = jax.lax.stop_gradient(
+            sequence_logprobs(ref_logits, mb["tokens"], mb["loss_mask"]))
+        out = dpo_loss(logps[:p], logps[p:], ref_logps[:p], ref_logps[p:], spec.beta,
+                       spec.dpo_type, mb["valid"], spec.label_smoothing)
+        v = mb["valid"].astype(jnp.float32)
+        sums = jax.lax.stop_gradient({
+            "rewards/chosen": (out.chosen_rewards * v).sum(),
+            "rewards/rejected": (out.rejected_rewards * v).sum(),
+            "rewards/accuracies": ((out.chosen_rewards > out.rejected_rewards) * v).sum(),
+            "rewards/margins": ((out.chosen_rewards - out.rejected_rewards) * v).sum(),
+            "logps/chosen": (logps[:p] * v).sum(),
+            "logps/rejected": (logps[p:] * v).sum(),
+        })
+        return out.losses.sum(), (v.sum(), sums)
+
+    def step(state: TrainState, frozen, ref, batch):
+        num, den, sums, grads = _accumulate(
+            lambda t, mb: micro(t, frozen, ref, mb), state.trainable, batch)
+        new_state, grad_norm = _apply(optimizer, state, grads, den)
+        metrics = {k: v / jnp.maximum(den, 1.0) for k, v in sums.items()}
+        metrics.update(loss=num / jnp.maximum(den, 1.0), grad_norm=grad_norm, pairs=den)
+        if schedule is not None:
+            metrics["learning_rate"] = schedule(state.step)
+        return new_state, metrics
+
+    return step
