@@ -75,6 +75,25 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         max_new_tokens=128, temperature=1.0, top_p=0.9, top_k=0, greedy=False,
         prompt_bucket=32, batch_size=8))
 
+    c.judge.max_length = 1024  # online judge prompts: context, then responses, trimmed
+
+    # ---------------------------------------------------------------- data
+    from sjjax.data.datasets import default_data_config
+    c.data = default_data_config()
+    c.data.length_bucket = 32  # padding multiple for sampled sequences (self-judge)
+
+    # ---------------------------------------------------------------- training
+    c.train = ml_collections.ConfigDict(dict(
+        steps=0,                 # 0 = one pass as given by data.num_epochs
+        learning_rate=2e-5, schedule="cosine", warmup_ratio=0.03, warmup_steps=0,
+        weight_decay=0.0, max_grad_norm=1.0, adam_b1=0.9, adam_b2=0.999, adam_eps=1e-8,
+        grad_accum=1,
+        loss_normalization="token",  # token | example
+        judge_loss_weight=1.0,       # weight of judgment examples in the JSFT loss
+    ))
+    c.dpo = ml_collections.ConfigDict(dict(beta=0.1, loss_type="sigmoid", label_smoothing=0.0))
+    c.checkpoint = ml_collections.ConfigDict(dict(every_steps=50, keep=2, export_hf=False))
+
     # ---------------------------------------------------------------- logging
     c.log = ml_collections.ConfigDict(dict(every_steps=10, tensorboard=True, progress=True))
     return c

@@ -15,8 +15,8 @@ says otherwise; GiB = 2**30 bytes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import math
 import os
 import re
 import sys
@@ -83,12 +83,14 @@ def parse_accelerator(accelerator: str) -> tuple[str, int | None]:
 TRAINING_PHASES = ("jsft", "sft", "dpo", "self_judge", "pipeline")
 PREFERENCE_PHASES = ("dpo", "self_judge", "pipeline")   # chosen+rejected rows, a reference
 SAMPLING_PHASES = ("generate", "self_judge", "tournament", "evaluate", "pipeline")
+JUDGING_PHASES = ("self_judge", "tournament", "evaluate", "pipeline")
 
 
 @dataclasses.dataclass(frozen=True)
 class PlanInputs:
     """Everything the formulas need, already resolved from the config."""
     model: ModelConfig
+    model_source: str = ""          # where the architecture came from (for the report)
     phase: str = "jsft"
     mesh_shape: tuple[tuple[str, int], ...] = (("data", 1), ("fsdp", 1), ("tensor", 1))
     rules: tuple = sharding.DEFAULT_RULES
@@ -112,6 +114,11 @@ class PlanInputs:
     samples_per_prompt: int = 1
     prompt_len: int = 512
     max_new_tokens: int = 128
+    # Judging: `judge_rows` judge prompts (pairs x principles) per call, each at most
+    # `judge_len` tokens, scored with a shared-prefix KV cache.
+    judging: bool = False
+    judge_rows: int = 8
+    judge_len: int = 1024
     # The device.
     device: str | None = None
     device_memory_gib: float = DEFAULT_MEMORY_GIB
@@ -145,21 +152,48 @@ def _get(c, path: str, default=None):
 
 def model_config_from(config) -> ModelConfig:
     """The architecture named by config.model.source (a preset, 'smollm2', 'tiny', a HF
-    directory or config.json, or a .gguf file), with dtype/param_dtype/remat from config.model."""
+    directory or config.json, or a .gguf file), with dtype/param_dtype/remat from config.model.
+    A path that does not exist here but is named after a preset (/models/llama2_7b, as the
+    pod configs default to) gives that preset, so that pod configs plan on any machine."""
+    return _model_config_and_origin(config)[0]
+
+
+def _preset_named_by(path: str) -> str | None:
+    """The last component of a path that names a preset or 'tiny' (runs/llama2_7b/jsft,
+    /models/Llama2-7b, gs://bucket/runs/smollm2/jsft)."""
+    for part in reversed(path.replace("://", "/").split("/")):
+        name = part.lower().replace("-", "_")
+        if is_preset(name) or name == "tiny":
+            return name
+    return None
+
+
+def _model_config_and_origin(config) -> tuple[ModelConfig, str]:
     source = str(_get(config, "model.source", "smollm2"))
     overrides = {k: _get(config, f"model.{k}") for k in ("dtype", "param_dtype", "remat")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if is_preset(source):
-        return get_preset(source, **overrides)
+        return get_preset(source, **overrides), f"preset {source}"
+    local = "://" not in source and os.path.exists(os.path.expanduser(source))
+    if not local and source != "tiny" and _preset_named_by(source):
+        name = _preset_named_by(source)
+        cfg = (_model_config_from_path(config, "tiny", overrides) if name == "tiny"
+               else get_preset(name, **overrides))
+        return cfg, (f"{'config.model.tiny' if name == 'tiny' else 'preset ' + name} "
+                     f"(named by {source}, which is not on this machine)")
+    return _model_config_from_path(config, source, overrides), source
+
+
+def _model_config_from_path(config, source: str, overrides: dict) -> ModelConfig:
     if source == "tiny":
         tiny = dict(_get(config, "model.tiny", {}) or {})
         vocab = tiny.pop("vocab_size", 1024)
-        known = {f.name for f in dataclasses.fields(ModelConfig)}
-        unknown = sorted(set(tiny) - known)
-        if unknown:
-            raise ConfigError(f"config.model.tiny: unknown fields {unknown}")
+        known = {f.name for f in dataclasses.fields(ModelConfig)}  # others: tokenizer etc.
+        tiny = {k: v for k, v in tiny.items() if k in known}
         return ModelConfig(vocab_size=int(vocab), **{**tiny, **overrides})
     path = os.path.expanduser(source)
+    if os.path.isfile(os.path.join(path, "model", "config.json")):  # an sjjax run directory
+        path = os.path.join(path, "model")
     if path.endswith(".gguf") and os.path.isfile(path):
         import gguf
         from sjjax.model.gguf_io import config_from_gguf
@@ -219,18 +253,42 @@ def inputs_from_config(config, *, accelerator: str | None = None, num_devices: i
     training = phase in TRAINING_PHASES or phase not in SAMPLING_PHASES
     preference = phase in PREFERENCE_PHASES
     lora_enabled = bool(_get(config, "lora.enabled", False))
-    seq_len = int(_get(config, "data.max_length", 512))
+    max_length = int(_get(config, "data.max_length", 512))
+    prompt_len = int(_get(config, "data.max_prompt_length",
+                          _get(config, "self_judge.max_prompt_length", max_length)))
+    max_new = int(_get(config, "sampling.max_new_tokens", 128))
+    on_policy = phase in ("self_judge", "pipeline")
+    # Examples per optimizer step: train.batch_size, else the phase's own key
+    # (self_judge.prompts_per_step: one chosen/rejected pair per prompt; data.batch_size:
+    # rows for JSFT/SFT, pairs for DPO).
+    batch = _get(config, "train.batch_size")
+    if batch is None and on_policy:
+        batch = _get(config, "self_judge.prompts_per_step")
+    if batch is None:
+        batch = _get(config, "data.batch_size", 8)
+    # Tokens per training row: on-policy rows are prompt + sampled response.
+    seq_len = _get(config, "plan.seq_len") or (prompt_len + max_new if on_policy
+                                               else max_length)
     samples = _get(config, "sampling.num_samples")
+    if samples is None and on_policy:
+        samples = _get(config, "self_judge.samples_per_prompt", 2)
+    if samples is None and phase == "tournament":
+        samples = max(tuple(_get(config, "tournament.num_candidates", (1,))) or (1,))
     if samples is None:
-        samples = 2 if phase in ("self_judge", "pipeline") else 1
+        samples = 1
+    # On-policy phases sample every prompt of a step in one call.
+    prompts = int(batch) if on_policy else int(_get(config, "sampling.batch_size", 8))
+    principles = _get(config, "judge.principles", ("helpfulness",))
+    model, origin = _model_config_and_origin(config)
     return PlanInputs(
-        model=model_config_from(config),
+        model=model,
+        model_source=origin,
         phase=phase,
         mesh_shape=tuple(zip(axes, (int(s) for s in shape))),
         rules=rules,
-        batch_size=int(_get(config, "train.batch_size", 8)),
+        batch_size=int(batch),
         grad_accum=int(_get(config, "train.grad_accum", 1)),
-        seq_len=seq_len,
+        seq_len=int(seq_len),
         rows_per_example=2 if preference else 1,
         lora_enabled=lora_enabled,
         lora_rank=int(_get(config, "lora.rank", 8)),
@@ -239,10 +297,13 @@ def inputs_from_config(config, *, accelerator: str | None = None, num_devices: i
         preference=preference,
         reference_copy=training and preference and not lora_enabled,
         sampling=phase in SAMPLING_PHASES,
-        sampling_prompts=int(_get(config, "sampling.batch_size", 8)),
+        sampling_prompts=prompts,
         samples_per_prompt=int(samples),
-        prompt_len=int(_get(config, "data.max_prompt_length", seq_len)),
-        max_new_tokens=int(_get(config, "sampling.max_new_tokens", 128)),
+        prompt_len=prompt_len,
+        max_new_tokens=max_new,
+        judging=phase in JUDGING_PHASES,
+        judge_rows=int(_get(config, "judge.batch_size", 8)) * max(1, len(principles)),
+        judge_len=int(_get(config, "judge.max_length", max_length)),
         device=device,
         device_memory_gib=float(memory),
         peak_tflops=DEVICES[device].peak_tflops if device else None,
@@ -298,8 +359,8 @@ def per_device_bytes(t: Tensor, inputs: PlanInputs) -> int:
 # ----------------------------------------------------------------------------- parameters
 
 
-def base_param_tensors(cfg: ModelConfig) -> list[Tensor]:
-    """Every base parameter, from the real model built abstractly (no allocation)."""
+@functools.lru_cache(maxsize=16)
+def _base_param_tensors(cfg: ModelConfig) -> tuple[Tensor, ...]:
     import jax
     from sjjax.model.transformer import abstract_model, logical_axes, split_params
     _, params, _ = split_params(abstract_model(cfg))
@@ -311,7 +372,13 @@ def base_param_tensors(cfg: ModelConfig) -> list[Tensor]:
         name = "/".join(str(getattr(p, "key", p)) for p in path)
         out.append(Tensor(name, tuple(leaf.shape), np.dtype(leaf.dtype).itemsize,
                           tuple(flat_axes[path])))
-    return out
+    return tuple(out)
+
+
+def base_param_tensors(cfg: ModelConfig) -> list[Tensor]:
+    """Every base parameter (path, shape, dtype, logical axes), from the real model
+    built abstractly with `nnx.eval_shape` (nothing is allocated)."""
+    return list(_base_param_tensors(cfg))
 
 
 def projection_shapes(cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -349,9 +416,12 @@ def _as(tensors: list[Tensor], itemsize: int, copies: int = 1) -> list[Tensor]:
 # ----------------------------------------------------------------------------- report rows
 
 
+GROUPS = ("persistent", "step", "sampling", "judge")
+
+
 @dataclasses.dataclass
 class Row:
-    group: str          # persistent | step | sampling
+    group: str          # persistent | step | sampling | judge
     name: str
     per_device: int
     global_bytes: int
@@ -370,80 +440,116 @@ def _dtype_bytes(name: str) -> int:
 
 # ----------------------------------------------------------------------------- activations
 
-# Calibration knobs (see docs/scale.md). LOGITS_COPIES: float32 [B, T, V] arrays live at
-# the loss (logits and log-softmax). WORKING_LAYERS: layers' worth of full activations
-# live on top of what is saved (1: the layer being differentiated; with remat, +1 for
-# the layer being recomputed). SAMPLING_LOGIT_COPIES: float32 [R, V] arrays per
-# decode step (logits, sorted, softmax, cumsum for top-p).
-LOGITS_COPIES = 2
+# Calibration knobs (see docs/scale.md). LOGITS_COPIES: float32 [B, T, V] arrays live
+# at the loss's backward (the saved log-softmax, its gradient, the logits' gradient).
+# WORKING_LAYERS: layers' worth of the remat=none per-layer set live on top of what is
+# saved (the layer being differentiated, recomputed first under remat).
+# SAMPLING_LOGIT_COPIES: float32 [R, V] arrays per decode step (logits, sorted, softmax,
+# cumsum for top-p).
+LOGITS_COPIES = 3
+WORKING_LAYERS = {"none": 1, "dots": 1, "full": 1}
 SAMPLING_LOGIT_COPIES = 4
 
+_BTE = ("batch", "length", "embed")
+_HEADS = ("batch", "length", "heads", "head_dim")
+_SCORES = ("batch", "heads", "length", None)
 
-def layer_activation_tensors(inputs: PlanInputs, rows: int) -> dict[str, list[Tensor]]:
-    """One decoder layer's activations for `rows` sequences of T tokens, by what
-    each remat policy keeps. Returns {"all": everything the layer's backward reads
-    when nothing is recomputed, "dots": the outputs of weight matmuls (what
-    `dots_with_no_batch_dims_saveable` saves), "input": the layer input}."""
+
+def _norm_residuals(name: str, b: int, t: int, d: int, c: int) -> list[Tensor]:
+    """RMSNorm keeps its float32 input, the float32 normalised value and its output."""
+    return [Tensor(f"{name}: f32 input + normed", (b, t, d), 4, _BTE, 2),
+            Tensor(f"{name}: output", (b, t, d), c, _BTE)]
+
+
+def layer_activation_tensors(inputs: PlanInputs, rows: int,
+                             seq_len: int | None = None) -> dict[str, list[Tensor]]:
+    """One decoder layer's saved activations for `rows` sequences of T tokens, per remat
+    policy, as `jax.ad_checkpoint.print_saved_residuals` lists them for this model.
+
+    "none": everything the backward reads; "dots": what `dots_with_no_batch_dims_saveable`
+    keeps (projection outputs the backward needs: q, k, v before RoPE, o_proj out, gate,
+    up; LoRA x.A); "full": the layer input (the scan carry).
+    """
     cfg = inputs.model
-    b, t = rows, inputs.seq_len
+    b, t = rows, seq_len or inputs.seq_len
     d, h, k, dh, f = (cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
                       cfg.intermediate_size)
     c = _dtype_bytes(cfg.dtype)
-    bte = ("batch", "length", "embed")
-    x = Tensor("x (layer input)", (b, t, d), c, bte)
-    q = Tensor("q", (b, t, h, dh), c, ("batch", "length", "heads", "head_dim"))
-    kv = Tensor("k, v", (b, t, k, dh), c, ("batch", "length", "kv_heads", "head_dim"), 2)
     mlp = ("batch", "length", "mlp")
+    q = Tensor("q", (b, t, h, dh), c, _HEADS)
+    kv = Tensor("k, v", (b, t, k, dh), c, ("batch", "length", "kv_heads", "head_dim"), 2)
     lora = []
     if inputs.lora_enabled:
-        n = len(inputs.lora_targets)
-        lora = [Tensor("lora x.A", (b, t, inputs.lora_rank), c,
-                       ("batch", "length", "lora_rank"), n)]
-    probs = [Tensor("attention probs f32", (b, h, t, t), 4, ("batch", "heads", "length", None))]
-    if c != 4:  # the cast to the compute dtype is a second copy (identity in float32)
-        probs.append(Tensor("attention probs cast", (b, h, t, t), c,
-                            ("batch", "heads", "length", None)))
-    all_ = [x, Tensor("norm1 out", (b, t, d), c, bte), q, kv, *probs,
-            Tensor("attention out", (b, t, h, dh), c, ("batch", "length", "heads", "head_dim")),
-            Tensor("x + attn", (b, t, d), c, bte), Tensor("norm2 out", (b, t, d), c, bte),
-            Tensor("gate, up", (b, t, f), c, mlp, 2), Tensor("silu(gate)*up", (b, t, f), c, mlp),
-            *lora]
-    dots = [x, q, kv, Tensor("o_proj out", (b, t, d), c, bte),
-            Tensor("gate, up", (b, t, f), c, mlp, 2), Tensor("down_proj out", (b, t, d), c, bte),
-            *lora]
-    return {"all": all_, "dots": dots, "input": [x]}
+        lora = [Tensor("LoRA x.A", (b, t, inputs.lora_rank), c,
+                       ("batch", "length", "lora_rank"), len(inputs.lora_targets))]
+    none = [
+        *_norm_residuals("input_norm", b, t, d, c), q, kv,
+        Tensor("masked scores f32", (b, h, t, t), 4, _SCORES),
+        Tensor("attention probs", (b, h, t, t), c, _SCORES),
+        Tensor("softmax max, sum f32", (b, h, t, 1), 4, _SCORES, 2),
+        Tensor("attention out", (b, t, h, dh), c, _HEADS),
+        *_norm_residuals("post_attn_norm", b, t, d, c),
+        Tensor("gate, up, silu terms, product", (b, t, f), c, mlp, 6),
+        *lora]
+    dots = [Tensor("x (layer input)", (b, t, d), c, _BTE), q, kv,
+            Tensor("o_proj out", (b, t, d), c, _BTE),
+            Tensor("gate, up", (b, t, f), c, mlp, 2), *lora]
+    full = [Tensor("x (layer input)", (b, t, d), c, _BTE)]
+    return {"none": none, "dots": dots, "full": full}
+
+
+def _layer_kernels(inputs: PlanInputs) -> list[Tensor]:
+    return [t for t in base_param_tensors(inputs.model)
+            if t.name.startswith("layers/") and not t.name.endswith("/scale")]
 
 
 def activation_rows(inputs: PlanInputs) -> list[Row]:
     """Activation memory of one training micro-batch (forward + backward), per device."""
     cfg = inputs.model
     rows = inputs.micro_batch_rows
-    t, l, v, d = inputs.seq_len, cfg.num_layers, cfg.vocab_size, cfg.hidden_size
-    c = _dtype_bytes(cfg.dtype)
+    t, l, v, d, h = (inputs.seq_len, cfg.num_layers, cfg.vocab_size, cfg.hidden_size,
+                     cfg.num_heads)
+    c, p = _dtype_bytes(cfg.dtype), _dtype_bytes(cfg.param_dtype)
     layer = layer_activation_tensors(inputs, rows)
-    saved_key = {"none": "all", "dots": "dots", "full": "input"}[cfg.remat]
-    saved = [dataclasses.replace(x, count=x.count * l) for x in layer[saved_key]]
-    working_layers = 1 if cfg.remat == "none" else 2
-    working = [dataclasses.replace(x, count=x.count * working_layers) for x in layer["all"]]
-    what = {"all": "every layer activation", "dots": "matmul outputs",
-            "input": "layer input only"}[saved_key]
-    b = f"{rows} rows x {t} tokens"
+    saved = [dataclasses.replace(x, count=x.count * l) for x in layer[cfg.remat]]
+    working_layers = WORKING_LAYERS[cfg.remat]
+    working = [dataclasses.replace(x, count=x.count * working_layers) for x in layer["none"]]
+    what = {"none": "all", "dots": "projection outputs", "full": "layer inputs"}[cfg.remat]
+    shape = f"{rows} rows x {t} tokens"
     out = [
-        _rows_from("step", f"activations saved, {l} layers (remat={cfg.remat}: {what})",
-                   saved, inputs, f"L x per-layer set, {b}; see docs/scale.md"),
-        _rows_from("step", f"activations, {working_layers} layer(s) working set",
-                   working, inputs, "full per-layer set (backward of one layer"
-                   + (" + its recomputation)" if working_layers == 2 else ")")),
-        _rows_from("step", "final hidden + final-norm out", [
-            Tensor("final", (rows, t, d), c, ("batch", "length", "embed"), 2)], inputs,
-            "2 x B x T x d x dtype"),
+        _rows_from("step", f"activations saved x{l} layers (remat={cfg.remat}: {what})",
+                   saved, inputs, f"L x per-layer set ({shape}); docs/scale.md"),
+        _rows_from("step", f"activations working set ({working_layers} layer(s))",
+                   working, inputs, f"{working_layers} x per-layer set of remat=none"),
+    ]
+    if cfg.remat == "none":
+        out.append(_rows_from("step", "attention mask broadcast (bool)", [
+            Tensor("mask", (rows, h, t, t), 1, _SCORES)], inputs, "B x H x T x T x 1"))
+        if c != p:
+            out.append(_rows_from("step", f"layer weights cast to {cfg.dtype} (saved)",
+                                  _as(_layer_kernels(inputs), c), inputs,
+                                  f"layer kernels x {c}, sharded like the params"))
+    out += [
+        _rows_from("step", "final norm residuals", _norm_residuals("final_norm", rows, t, d, c),
+                   inputs, "B x T x d x (4 + 4 + dtype)"),
         _rows_from("step", "attention mask (bool)", [
             Tensor("mask", (rows, 1, 1, t, t), 1, ("batch", None, None, "length", None))],
-            inputs, "B x T x T x 1 byte"),
-        _rows_from("step", f"logits + log-softmax float32 ({LOGITS_COPIES} copies)", [
+            inputs, "B x T x T x 1"),
+        _rows_from("step", "log-softmax, its grad, logits grad (f32)", [
             Tensor("logits", (rows, t, v), 4, ("batch", "length", "vocab"), LOGITS_COPIES)],
             inputs, f"{LOGITS_COPIES} x B x T x V x 4"),
     ]
+    kernels = _layer_kernels(inputs)
+    one_layer = [dataclasses.replace(x, shape=x.shape[1:], names=x.names[1:]) for x in kernels]
+    if any(shard_factor(x.names, x.shape, inputs) > 1 for x in one_layer):
+        # Sharded weights are all-gathered per layer for the matmuls; in full fine-tuning
+        # the layer's whole weight gradient also exists before its reduce-scatter.
+        gathered = _as(one_layer, c) + ([] if inputs.lora_enabled else _as(one_layer, p))
+        total = sum(x.global_bytes for x in gathered)
+        out.append(Row("step", "one layer's gathered weights" +
+                       ("" if inputs.lora_enabled else " + weight grads"), total, total,
+                       f"layer params x {c}" + ("" if inputs.lora_enabled else f" + x {p}")
+                       + ", unsharded (FSDP)"))
     return out
 
 
@@ -478,6 +584,7 @@ class Plan:
         i = self.inputs
         return {
             "phase": i.phase,
+            "model_source": i.model_source,
             "model": {**dataclasses.asdict(i.model), "num_params": i.model.num_params()},
             "mesh": i.mesh, "num_devices": i.num_devices, "device": i.device,
             "device_memory_bytes": self.capacity,
@@ -490,6 +597,7 @@ class Plan:
             "sampling": dict(prompts=i.sampling_prompts, samples_per_prompt=i.samples_per_prompt,
                              prompt_len=i.prompt_len, max_new_tokens=i.max_new_tokens)
             if i.sampling else None,
+            "judging": dict(rows=i.judge_rows, max_length=i.judge_len) if i.judging else None,
             "memory": [dataclasses.asdict(r) for r in self.rows],
             "totals": self.totals,
             "flops": self.flops,
@@ -515,7 +623,8 @@ def flops(inputs: PlanInputs) -> dict[str, float]:
     n_lora = 0
     if inputs.lora_enabled:
         shapes = projection_shapes(cfg)
-        n_lora = l * sum(inputs.lora_rank * (int(np.prod(shapes[t][0])) + int(np.prod(shapes[t][1])))
+        n_lora = l * sum(inputs.lora_rank * (int(np.prod(shapes[t][0]))
+                                             + int(np.prod(shapes[t][1])))
                          for t in inputs.lora_targets)
     out: dict[str, float] = {"matmul_params_per_token": float(n), "lora_params": float(n_lora)}
     if inputs.training:
@@ -528,7 +637,12 @@ def flops(inputs: PlanInputs) -> dict[str, float]:
             bwd = 2.0 * n * tokens + 4.0 * n_lora * tokens + 2 * attn
         else:
             bwd = 4.0 * n * tokens + 2 * attn
-        recompute = {"none": 0.0, "dots": attn, "full": fwd}[cfg.remat]
+        # Remat recomputes inside the layers only (not the embedding or LM head): "dots"
+        # the attention einsums; "full" the layer's forward except down_proj, whose output
+        # only feeds the residual addition (its LoRA, if any, is counted: small).
+        layer_fwd = 2.0 * (n - d * v - l * d * cfg.intermediate_size) * tokens
+        recompute = {"none": 0.0, "dots": attn,
+                     "full": layer_fwd + 2.0 * n_lora * tokens + attn}[cfg.remat]
         ref = (2.0 * n * tokens + attn) if inputs.preference else 0.0
         out.update(tokens_per_step=float(tokens), attention_forward=attn, forward=fwd,
                    backward=bwd, model_flops=fwd + bwd, remat_recompute=recompute,
@@ -574,8 +688,9 @@ def make_plan(inputs: PlanInputs) -> Plan:
         rows.append(_rows_from("step", "gradients", _as(trainable, t_bytes), inputs,
                                f"trainable x {t_bytes}"))
         if inputs.grad_accum > 1:
-            rows.append(_rows_from("step", "gradient accumulator (float32)", _as(trainable, 4),
-                                   inputs, "trainable x 4 (grad_accum > 1)"))
+            # train/steps.py scans the micro-batches with the gradient sum as the carry.
+            rows.append(_rows_from("step", "gradient accumulator", _as(trainable, t_bytes),
+                                   inputs, f"trainable x {t_bytes} (grad_accum > 1)"))
         rows.extend(activation_rows(inputs))
         micro = inputs.batch_size * inputs.rows_per_example
         if micro % inputs.grad_accum:
@@ -595,18 +710,40 @@ def make_plan(inputs: PlanInputs) -> Plan:
                     ("layers", "batch", "cache_length", "kv_heads", "head_dim"), 2)
         rows.append(_rows_from("sampling", f"KV cache ({r} rows x {s} slots)", [kv], inputs,
                                "L x rows x (prompt + new) x K x Dh x 2 x dtype"))
+        if shard_factor(("batch",), (r,), inputs) < batch_shards(inputs):
+            warnings.append(f"sampling {r} rows does not divide the {batch_shards(inputs)} "
+                            f"batch shards: the KV cache is replicated")
         rows.append(_rows_from("sampling", f"sampling logits ({SAMPLING_LOGIT_COPIES} copies)", [
             Tensor("logits", (r, cfg.vocab_size), 4, ("batch", "vocab"), SAMPLING_LOGIT_COPIES)],
             inputs, f"{SAMPLING_LOGIT_COPIES} x rows x V x 4"))
 
+    if inputs.judging:
+        c = _dtype_bytes(cfg.dtype)
+        r, s = inputs.judge_rows, inputs.judge_len
+        kv = [Tensor(name, (cfg.num_layers, n, s, cfg.num_kv_heads, cfg.head_dim), c,
+                     ("layers", "batch", "cache_length", "kv_heads", "head_dim"), 2)
+              for name, n in (("prefix", r), ("both orders", 2 * r))]
+        rows.append(_rows_from("judge", f"judge KV caches ({r} + {2 * r} rows x {s} slots)", kv,
+                               inputs, "L x (rows + 2 rows) x judge len x K x Dh x 2 x dtype "
+                               "(shared prefix, then repeated for the 2 orders)"))
+        if shard_factor(("batch",), (r,), inputs) < batch_shards(inputs):
+            warnings.append(f"judge calls of {r} prompts (judge.batch_size x principles) do not "
+                            f"divide the {batch_shards(inputs)} batch shards: the judge's prefix "
+                            f"cache and forward are replicated; use a multiple of "
+                            f"{batch_shards(inputs)}")
+        rows.append(_rows_from("judge", "judge prefix forward, one layer",
+                               layer_activation_tensors(inputs, r, s)["none"], inputs,
+                               "remat=none per-layer set at judge rows and length"))
+
     def total(group):
         return sum(r.per_device for r in rows if r.group == group)
 
-    totals = {"persistent": total("persistent"), "step": total("step"),
-              "sampling": total("sampling")}
+    totals = {g: total(g) for g in GROUPS}
     totals["training_peak"] = totals["persistent"] + totals["step"] if inputs.training else 0
     totals["sampling_peak"] = totals["persistent"] + totals["sampling"] if inputs.sampling else 0
-    totals["peak"] = max(totals["training_peak"], totals["sampling_peak"], totals["persistent"])
+    totals["judge_peak"] = totals["persistent"] + totals["judge"] if inputs.judging else 0
+    totals["peak"] = max(totals["training_peak"], totals["sampling_peak"], totals["judge_peak"],
+                         totals["persistent"])
     return Plan(inputs, rows, totals, flops(inputs), warnings)
 
 
@@ -618,21 +755,23 @@ def plan_config(config, **options) -> Plan:
 
 
 def _gib(n: float) -> str:
-    return f"{n / GIB:9.3f}"
+    return f"{n / GIB:.3f}"
 
 
 def _num(x: float) -> str:
+    """FLOPs with an SI prefix: 1.4e15 -> '1.4 PFLOP'."""
     for unit, scale in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
         if abs(x) >= scale:
-            return f"{x / scale:.3g} {unit}"
-    return f"{x:.3g} "
+            return f"{x / scale:.3g} {unit}FLOP"
+    return f"{x:.3g} FLOP"
 
 
 def verdict(plan: Plan) -> str:
     cap = plan.inputs.device_memory_gib
     if plan.fits:
         return (f"FITS: peak {plan.peak / GIB:.2f} GiB of {cap:g} GiB per device "
-                f"(headroom {plan.headroom / GIB:.2f} GiB, {100 * plan.headroom / plan.capacity:.0f}%)")
+                f"(headroom {plan.headroom / GIB:.2f} GiB, "
+                f"{100 * plan.headroom / plan.capacity:.0f}%)")
     return (f"DOES NOT FIT: peak {plan.peak / GIB:.2f} GiB of {cap:g} GiB per device "
             f"(short by {-plan.headroom / GIB:.2f} GiB)")
 
@@ -640,11 +779,14 @@ def verdict(plan: Plan) -> str:
 def format_plan(plan: Plan) -> str:
     i, cfg = plan.inputs, plan.inputs.model
     mesh = " ".join(f"{k}={v}" for k, v in i.mesh.items())
-    device = DEVICES[i.device].name if i.device else "device"
+    device = (DEVICES[i.device].name if i.device else
+              "device (unspecified: pass --accelerator or --device_memory_gib)")
     lines = [
-        f"sjjax plan: phase={i.phase}  model {cfg.model_type} L={cfg.num_layers} d={cfg.hidden_size} "
+        f"sjjax plan: phase={i.phase}  model {cfg.model_type} L={cfg.num_layers} "
+        f"d={cfg.hidden_size} "
         f"H={cfg.num_heads}/{cfg.num_kv_heads} F={cfg.intermediate_size} V={cfg.vocab_size} "
-        f"({cfg.num_params() / 1e9:.3f} B params)",
+        f"({cfg.num_params() / 1e9:.3f} B params)"
+        + (f"\n  model from {i.model_source}" if i.model_source else ""),
         f"  mesh {mesh} = {i.num_devices} devices; {device} with {i.device_memory_gib:g} GiB; "
         f"params {cfg.param_dtype}, compute {cfg.dtype}, remat {cfg.remat}",
     ]
@@ -657,37 +799,46 @@ def format_plan(plan: Plan) -> str:
     if i.sampling:
         lines.append(f"  sampling: {i.sampling_prompts} prompts x {i.samples_per_prompt} samples, "
                      f"prompt {i.prompt_len} + {i.max_new_tokens} new tokens")
+    if i.judging:
+        lines.append(f"  judging: {i.judge_rows} judge prompts per call, up to {i.judge_len} "
+                     f"tokens")
+    width = max([len(r.name) + 7 for r in plan.rows] + [45])
     lines.append("")
-    lines.append(f"  {'memory':<58} {'GiB/device':>10} {'GiB global':>10}   formula")
-    for group in ("persistent", "step", "sampling"):
+    lines.append(f"  {'memory':<{width}} {'GiB/device':>10} {'GiB global':>10}   formula")
+    for group in GROUPS:
         for r in plan.rows:
             if r.group == group:
-                lines.append(f"  [{group[:4]}] {r.name:<51} {_gib(r.per_device)} "
+                label = f"[{group[:4]}] {r.name}"
+                lines.append(f"  {label:<{width}} {_gib(r.per_device):>10} "
                              f"{_gib(r.global_bytes):>10}   {r.formula}")
     t = plan.totals
-    lines.append(f"  {'persistent (params, reference, optimizer)':<58} {_gib(t['persistent'])}")
+    lines.append(f"  {'persistent (params, reference, optimizer)':<{width}} "
+                 f"{_gib(t['persistent']):>10}")
     if i.training:
-        lines.append(f"  {'peak of a training step (persistent + step)':<58} "
-                     f"{_gib(t['training_peak'])}")
+        lines.append(f"  {'training step peak (persistent + step)':<{width}} "
+                     f"{_gib(t['training_peak']):>10}")
     if i.sampling:
-        lines.append(f"  {'peak while sampling (persistent + sampling)':<58} "
-                     f"{_gib(t['sampling_peak'])}")
+        lines.append(f"  {'sampling peak (persistent + sampling)':<{width}} "
+                     f"{_gib(t['sampling_peak']):>10}")
+    if i.judging:
+        lines.append(f"  {'judging peak (persistent + judge)':<{width}} "
+                     f"{_gib(t['judge_peak']):>10}")
     f = plan.flops
     lines.append("")
     if i.training:
-        lines.append(f"  FLOPs per step: model {_num(f['model_flops'])}FLOP (fwd {_num(f['forward'])}"
-                     f", bwd {_num(f['backward'])}, of which attention fwd "
-                     f"{_num(f['attention_forward'])}); + remat {_num(f['remat_recompute'])}"
-                     f" + reference fwd {_num(f['reference_forward'])}"
-                     f" = {_num(f['hardware_flops'])}FLOP")
-        line = (f"  per device {_num(f['hardware_flops_per_device'])}FLOP; "
-                f"{_num(f['model_flops_per_token'])}FLOP per token "
+        lines.append(f"  FLOPs per step: forward {_num(f['forward'])} + backward "
+                     f"{_num(f['backward'])} = model {_num(f['model_flops'])} (attention "
+                     f"forward {_num(f['attention_forward'])}); + remat recompute "
+                     f"{_num(f['remat_recompute'])} + reference forward "
+                     f"{_num(f['reference_forward'])} = {_num(f['hardware_flops'])}")
+        line = (f"  per device {_num(f['hardware_flops_per_device'])}; model "
+                f"{_num(f['model_flops_per_token'])} per token "
                 f"(6N = {_num(6 * f['matmul_params_per_token'])})")
         if "ideal_step_seconds" in f:
             line += f"; {f['ideal_step_seconds']:.3g} s per step at 100% of peak"
         lines.append(line)
     if i.sampling:
-        lines.append(f"  FLOPs per sampling call: prefill {_num(f['sampling_prefill'])}, decode "
+        lines.append(f"  FLOPs per sampling call: prefill {_num(f['sampling_prefill'])} + decode "
                      f"{_num(f['sampling_decode'])}")
     for w in plan.warnings:
         lines.append(f"  warning: {w}")
@@ -723,8 +874,12 @@ def main(argv=None) -> int:
         if config_flag.value is None:
             raise app.UsageError("--config=configs/<phase>.py is required")
         f = flags.FLAGS
-        plan = plan_config(config_flag.value, accelerator=f.accelerator,
-                           num_devices=f.num_devices, device_memory_gib=f.device_memory_gib)
+        try:
+            plan = plan_config(config_flag.value, accelerator=f.accelerator,
+                               num_devices=f.num_devices, device_memory_gib=f.device_memory_gib)
+        except (ConfigError, ValueError, KeyError) as e:
+            print(f"sjjax.plan: error: {e}", file=sys.stderr)
+            return 2
         if f.json:
             print(json.dumps(plan.to_dict(), indent=2, default=str))
         else:

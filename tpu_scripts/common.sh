@@ -1,4 +1,5 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
+# (SC2034: the variables set here are read by the scripts that source this file.)
 # Shared by tpu_scripts/*.sh: settings from flags / environment, flag parsing, the
 # dry-run runner. Sourced, never run. Each script defines usage() before sourcing.
 #
@@ -25,8 +26,11 @@ DRY_RUN="${SJJAX_DRY_RUN:-0}"
 
 # Where things live on every TPU worker (relative to the login user's $HOME; the
 # remote shell expands $HOME, so the commands below keep it literal).
+# shellcheck disable=SC2016
 REMOTE_REPO='$HOME/sjjax'
+# shellcheck disable=SC2016
 REMOTE_VENV='$HOME/sjjax-venv'
+# shellcheck disable=SC2016
 REMOTE_LOGS='$HOME/sjjax-logs'
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -3,6 +3,7 @@
 - `Conversation`: an SFT dialogue (loss on every assistant turn).
 - `Judgment`: (context, chosen, rejected) under one principle, optionally with
   rationales (JM-PR). A source with several principles yields one per principle.
+  `messages` (optional) keeps the dialogue behind `context` for chat-formatted use.
 - `Prompt`: a query for self-training / sampling: the messages to continue and the
   rendered context the judge sees; `meta` carries what an oracle needs.
 - `EvalItem`: an instruction with a reference output (win rate).
@@ -34,6 +35,9 @@ class Judgment:
     rationale_chosen: str | None = None
     rationale_rejected: str | None = None
     source: str = ""
+    # The dialogue before the responses, when the source has it (the chat-formatted
+    # prompt of an offline DPO pair); None for sources that only have `context` text.
+    messages: Messages | None = dataclasses.field(default=None, hash=False)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -128,6 +128,7 @@ class PieceEncoder:
         self.tokenizer = tokenizer
         self.end_of_turn = end_of_turn or tokenizer.eos_token
         self._cache: dict[tuple[str, bool], list[int]] = {}
+        self._recent: dict[str, list[int]] = {}
 
     def literal(self, text: str) -> list[int]:
         """Template text: special tokens (<|im_start|> ...) are recognised."""
@@ -137,11 +138,19 @@ class PieceEncoder:
         return self._cache[key]
 
     def content(self, text: str) -> list[int]:
-        """User/model text: special-token strings inside it stay plain text."""
+        """User/model text: special-token strings inside it stay plain text.
+
+        The last few texts are memoised: the two orders of a judged pair tokenize the
+        same context and responses. The returned list is shared: do not modify it."""
         if not text:
             return []
-        return self.tokenizer(text, add_special_tokens=False,
-                              split_special_tokens=True)["input_ids"]
+        ids = self._recent.get(text)
+        if ids is None:
+            if len(self._recent) >= 16:
+                self._recent.clear()
+            ids = self._recent[text] = self.tokenizer(
+                text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        return ids
 
     def render(self, messages: list[dict], add_generation_prompt: bool = False) -> list:
         """-> alternating [literal str, slot name, literal str, ...] (starts and ends
@@ -366,13 +375,16 @@ class JudgePromptBuilder:
 
 
 def _trim_longest(a: list[int], b: list[int], budget: int):
-    """Trims the longer of two responses (from the right) until both fit in budget."""
+    """Trims the longer of two responses (from the right) until both fit in budget;
+    once they are equally long, both (a gets budget // 2, b the rest)."""
     budget = max(budget, 2)
-    trimmed = 0
-    while len(a) + len(b) > budget:
-        if len(a) >= len(b):
-            a = a[:-1]
-        else:
-            b = b[:-1]
-        trimmed += 1
-    return a, b, trimmed
+    la, lb = len(a), len(b)
+    if la + lb <= budget:
+        return a, b, 0
+    if 2 * lb <= budget:
+        na, nb = budget - lb, lb
+    elif 2 * la <= budget:
+        na, nb = la, budget - la
+    else:
+        na, nb = budget // 2, budget - budget // 2
+    return a[:na], b[:nb], la + lb - na - nb

@@ -73,8 +73,8 @@ class Linear(nnx.Module):
                                         cfg.initializer_range, cfg.weight_dtype))
         self.bias = (nnx.Param(jnp.zeros(stack + self.out_shape, cfg.weight_dtype))
                      if use_bias else None)
-        self.lora_a = self.lora_b = None
-        self.lora_scale = 0.0
+        # lora_a / lora_b / lora_scale exist only after `add_lora` (NNX keeps attributes
+        # that start as None static, so they are not declared here).
 
     def add_lora(self, rank: int, alpha: float, key: jax.Array, dtype=jnp.float32):
         """Attaches adapters: A ~ U(±1/sqrt(fan_in)) as in PEFT, B = 0, so the output is unchanged."""
@@ -91,7 +91,7 @@ class Linear(nnx.Module):
         y = jnp.tensordot(x.astype(dt), self.kernel[...].astype(dt), axes=n_in)
         if self.bias is not None:
             y = y + self.bias[...].astype(dt)
-        if lora and self.lora_a is not None:
+        if lora and getattr(self, "lora_a", None) is not None:
             down = jnp.tensordot(x.astype(dt), self.lora_a[...].astype(dt), axes=n_in)
             up = jnp.tensordot(down, self.lora_b[...].astype(dt), axes=1)
             y = y + (self.lora_scale * up).astype(dt)

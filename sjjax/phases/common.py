@@ -11,10 +11,11 @@ import jax
 import numpy as np
 
 from sjjax import assets
+from sjjax.checkpoint import is_run_dir
 from sjjax.config import ConfigError
 from sjjax.model.config import ModelConfig
 from sjjax.model.loading import build_model, load_pretrained
-from sjjax.model.transformer import split_params
+from sjjax.model.transformer import abstract_model, split_params
 from sjjax.sampling import SamplingParams
 
 
@@ -39,6 +40,8 @@ def resolve_source(source: str) -> str:
     """'smollm2' -> the cached GGUF; a path is returned as is (checked to exist)."""
     if source == "smollm2":
         return assets.smollm2_path()
+    if "://" in source:
+        return source
     if not os.path.exists(source):
         raise ConfigError(f"config.model.source: {source!r} is neither 'smollm2', 'tiny' nor "
                           f"an existing file or directory")
@@ -51,11 +54,58 @@ def model_overrides(model_config) -> dict:
 
 
 def load_policy(config) -> Policy:
-    """Loads the model named by config.model.source (pretrained weights)."""
-    path = resolve_source(config.model.source)
+    """The model named by config.model.source:
+    - "tiny": a from-scratch model (config.model.tiny) with the synthetic suite's
+      tokenizer, randomly initialised with config.seed;
+    - an sjjax run directory: the final parameters of that phase;
+    - "smollm2", a HF model directory or a .gguf file: pretrained weights.
+    """
+    source = config.model.source
+    if source == "tiny":
+        return _tiny_policy(config)
+    path = resolve_source(source)
+    if "://" in path or is_run_dir(path):
+        return load_run_dir(path, config.model)
     cfg, params, tokenizer = load_pretrained(path, **model_overrides(config.model))
     graphdef, params, lora = split_params(build_model(cfg, params))
     return Policy(graphdef, params, lora, cfg, tokenizer)
+
+
+def load_run_dir(run_dir: str, model_config=None) -> Policy:
+    """A previous phase's output: architecture + tokenizer from run_dir/model, weights
+    from run_dir/final (LoRA already merged)."""
+    from sjjax.checkpoint import load_final
+    from sjjax.model.tokenizer import load_tokenizer
+    overrides = model_overrides(model_config) if model_config is not None else {}
+    cfg = ModelConfig.from_hf_json(os.path.join(run_dir, "model", "config.json"), **overrides)
+    graphdef, abstract, _ = split_params(abstract_model(cfg))
+    params, _ = load_final(run_dir, abstract)
+    return Policy(graphdef, params, {}, cfg, load_tokenizer(os.path.join(run_dir, "model")))
+
+
+def _tiny_policy(config) -> Policy:
+    from sjjax.data.tiny_tokenizer import build_tiny_tokenizer
+    from sjjax.model.tokenizer import prepare_tokenizer
+    from sjjax.model.transformer import init_model
+    tiny = config.model.tiny
+    tokenizer = prepare_tokenizer(build_tiny_tokenizer(vocab_size=tiny.get("vocab_size", 1024),
+                                                       seed=tiny.get("tokenizer_seed", 0)))
+    fields = {k: v for k, v in tiny.items() if k not in ("vocab_size", "tokenizer_seed")}
+    cfg = ModelConfig(vocab_size=len(tokenizer), model_type="llama",
+                      eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                      **fields, **model_overrides(config.model))
+    graphdef, params, lora = split_params(init_model(cfg, seed=config.seed))
+    return Policy(graphdef, params, lora, cfg, tokenizer)
+
+
+def export_if_asked(config, model_config: ModelConfig, params, tokenizer) -> str | None:
+    """config.checkpoint.export_hf: also write run_dir/hf (safetensors + tokenizer)."""
+    if not config.checkpoint.get("export_hf"):
+        return None
+    from sjjax.model.hf_io import save_hf_dir
+    path = os.path.join(config.run_dir, "hf")
+    save_hf_dir(path, model_config, jax.device_get(params), tokenizer)
+    return path
 
 
 def sampling_params(s) -> SamplingParams:

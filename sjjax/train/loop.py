@@ -181,6 +181,45 @@ def finish(ctx: RunContext, params_for_next_phase: dict, step: int, summary: dic
     ctx.checkpointer.close()
 
 
+class Throughput:
+    """Steps/s and tokens/s since the last `rates()` call."""
+
+    def __init__(self):
+        self.t, self.steps, self.tokens = time.perf_counter(), 0, 0
+
+    def add(self, steps: int = 0, tokens: int = 0):
+        self.steps += steps
+        self.tokens += tokens
+
+    def rates(self) -> dict:
+        now = time.perf_counter()
+        dt = max(now - self.t, 1e-9)
+        out = {"steps_per_s": self.steps / dt, "tokens_per_s": self.tokens / dt}
+        self.t, self.steps, self.tokens = now, 0, 0
+        return out
+
+
+def summarize(metrics_path: str, phase: str) -> dict:
+    """Means over the last quarter of a phase's logged rows (the end-of-phase state)."""
+    import json
+    if not os.path.exists(metrics_path):
+        return {}
+    with open(metrics_path) as f:
+        rows = [json.loads(l) for l in f if l.strip()]
+    rows = [r for r in rows if r.get("phase") == phase]
+    if not rows:
+        return {}
+    tail = rows[-max(1, len(rows) // 4):]
+    out = {"steps": rows[-1]["step"]}
+    for k in rows[-1]:
+        if k in ("step", "phase", "time"):
+            continue
+        vals = [r[k] for r in tail if isinstance(r.get(k), (int, float)) and math.isfinite(r[k])]
+        if vals:
+            out[k] = float(np.mean(vals))
+    return out
+
+
 class Timer:
     def __init__(self):
         self.t = time.perf_counter()

@@ -1,0 +1,301 @@
+"""config.data -> tokenized examples stored as a TFDS array_record dataset -> batches.
+
+    data = datasets.prepare(config, tokenizer, mode="jsft")   # builds once, then reuses
+    stream = datasets.make_stream(config, data, pad_id=tokenizer.pad_token_id)
+    batch = next(stream); state = stream.get_state()            # see sjjax.data.batching
+
+The dataset is written with a `tfds.core.GeneratorBasedBuilder` in the array_record
+file format and read back with `as_data_source()` (random access). Neither needs
+TensorFlow: with tensorflow-datasets 4.9.10 and no TF installed, `download_and_prepare`
+(array_record) and `as_data_source` work, while `tfds.load` / `as_dataset` need TF.
+Records keep their generation order (`disable_shuffling=True`; the batcher shuffles),
+and the example lengths (for bucketing) and the read/construction counts are stored in
+the dataset's metadata (`metadata.json`), so a reader needs neither the tokenizer nor a
+pass over the records.
+
+The builder config name is `<mode>_<fingerprint>`: a hash of everything that changes
+the tokens (sources and their file sizes/mtimes, read options, max_length, mixing,
+judge templates and tokens, the tokenizer, `CODE_VERSION`), so a changed input builds
+a new dataset instead of silently reusing a stale one.
+
+Multi-host: call `prepare` on one process (or on each host with a host-local
+`config.data.tfds_dir`) before the others `load_prepared` the directory.
+
+Record features: JSFT {tokens int32 [n], loss_mask bool [n], kind int8 (0 sft,
+1 judge), source str}; DPO {chosen_tokens, chosen_loss_mask, rejected_tokens,
+rejected_loss_mask, source}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from typing import Callable, Sequence
+
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+from ml_collections import config_dict
+
+from sjjax.data import batching, examples as examples_lib, readers
+from sjjax.data.examples import KIND_IDS, Example, PrefPair
+from sjjax.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+CODE_VERSION = "1"   # bump when example construction changes the tokens it produces
+MODES = ("jsft", "sft", "dpo")  # sft: the JSFT sources' conversations only (baseline)
+
+
+# --------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------
+
+def default_data_config() -> ml_collections.ConfigDict:
+    """`config.data`: sources, example construction and batching."""
+    return ml_collections.ConfigDict(dict(
+        # {"format": "hh_rlhf" | "ultrafeedback" | "preference_jsonl" | "alpaca_eval",
+        #  "path": ..., plus that reader's options (see readers.read_source)}
+        sources=(),
+        on_bad_record="raise",             # raise | skip (skips are counted and logged)
+        max_length=2048,                   # tokens per example (targets are never cut)
+        sft_per_judge=config_dict.placeholder(float),  # SFT examples per judgment example
+        buckets=batching.DEFAULT_BUCKETS,  # padded lengths; max_length <= buckets[-1]
+        batch_size=8,                      # global: rows (JSFT) or pairs (DPO)
+        seed=0,                            # shuffling and mixing
+        num_epochs=config_dict.FieldReference(1, field_type=int),  # None = endless
+        drop_remainder=False,              # False: an epoch's partial batches are padded
+        tfds_dir="runs/tfds",
+        num_threads=2,                     # prefetch threads
+        prefetch=4,                        # batches prefetched
+    ))
+
+
+def validate_data_config(data, need_sources: bool = True) -> None:
+    """Raises ConfigError naming the config.data key."""
+    def require(cond, key, message):
+        if not cond:
+            raise ConfigError(f"config.data.{key}: {message}")
+    require(data.on_bad_record in readers.ON_BAD_RECORD, "on_bad_record",
+            f"{data.on_bad_record!r} is not one of {readers.ON_BAD_RECORD}")
+    require(not need_sources or len(data.sources) > 0, "sources", "no data source given")
+    formats = sorted(readers.READERS) + ["synthetic"]
+    for i, spec in enumerate(data.sources):
+        require(isinstance(spec, dict) and spec.get("format") in formats,
+                f"sources[{i}].format", f"must be one of {formats}")
+        require(spec.get("format") == "synthetic" or bool(spec.get("path")),
+                f"sources[{i}].path", "missing")
+    buckets = tuple(data.buckets)
+    require(len(buckets) > 0 and all(b > 0 for b in buckets)
+            and all(a < b for a, b in zip(buckets, buckets[1:])), "buckets",
+            f"{buckets} must be increasing positive lengths")
+    require(0 < data.max_length <= buckets[-1], "max_length",
+            f"{data.max_length} must be in (0, largest bucket {buckets[-1]}]")
+    require(data.batch_size > 0, "batch_size", "must be > 0")
+    require(data.sft_per_judge is None or data.sft_per_judge >= 0, "sft_per_judge",
+            "must be >= 0 (or None: keep all examples)")
+    require(data.num_epochs is None or data.num_epochs > 0, "num_epochs",
+            "must be > 0 (or None: endless)")
+
+
+# --------------------------------------------------------------------------
+# Records <-> examples
+# --------------------------------------------------------------------------
+
+def as_record(item: Example | PrefPair) -> dict:
+    """An Example or PrefPair -> the feature dict stored (and read back) per record."""
+    if isinstance(item, PrefPair):
+        return dict(chosen_tokens=item.chosen.tokens, chosen_loss_mask=item.chosen.loss_mask,
+                    rejected_tokens=item.rejected.tokens,
+                    rejected_loss_mask=item.rejected.loss_mask, source=item.source)
+    return dict(tokens=item.tokens, loss_mask=item.loss_mask, kind=KIND_IDS[item.kind],
+                source=item.source)
+
+
+def as_records(items: Sequence[Example | PrefPair]) -> tuple[list[dict], np.ndarray]:
+    """In-memory records and lengths [N] for `BatchStream` (no TFDS)."""
+    return [as_record(x) for x in items], np.asarray([len(x) for x in items], np.int64)
+
+
+def _features(mode: str) -> tfds.features.FeaturesDict:
+    tokens = dict(shape=(None,), dtype=np.int32)
+    mask = dict(shape=(None,), dtype=np.bool_)
+    if mode in ("jsft", "sft"):
+        spec = dict(tokens=tfds.features.Tensor(**tokens),
+                    loss_mask=tfds.features.Tensor(**mask),
+                    kind=tfds.features.Scalar(dtype=np.int8))
+    else:
+        spec = dict(chosen_tokens=tfds.features.Tensor(**tokens),
+                    chosen_loss_mask=tfds.features.Tensor(**mask),
+                    rejected_tokens=tfds.features.Tensor(**tokens),
+                    rejected_loss_mask=tfds.features.Tensor(**mask))
+    return tfds.features.FeaturesDict(dict(spec, source=tfds.features.Text()))
+
+
+def build_examples(config, tokenizer, mode: str = "jsft") -> tuple[list, dict]:
+    """Reads config.data.sources and builds JSFT examples or DPO pairs.
+    -> (items, stats dict with per-source read stats and example stats)."""
+    from sjjax.data.templates import ChatEncoder, JudgePromptBuilder
+    data = config.data
+    from sjjax.data import sources as sources_lib
+    records = sources_lib.read_sources(data.sources, data.on_bad_record)
+    chat = ChatEncoder(tokenizer)
+    if mode in ("jsft", "sft"):
+        judge = JudgePromptBuilder.from_config(tokenizer, config.judge)
+        judgments = records.judgments if mode == "jsft" else []
+        items, stats = examples_lib.build_jsft_examples(
+            records.conversations, judgments, chat, judge, data.max_length,
+            data.sft_per_judge if mode == "jsft" else None, data.seed)
+    elif mode == "dpo":
+        items, stats = examples_lib.build_dpo_pairs(records.judgments, chat, data.max_length)
+    else:
+        raise ConfigError(f"mode {mode!r} is not one of {MODES}")
+    return items, dict(sources=[s.as_dict() for s in records.stats], examples=stats.as_dict())
+
+
+# --------------------------------------------------------------------------
+# TFDS
+# --------------------------------------------------------------------------
+
+class SjjaxExamples(tfds.core.GeneratorBasedBuilder):
+    """Tokenized sjjax examples; `make_examples() -> (items, stats)` supplies them."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    # tfds 4.9.10 locates a builder's source file (for download checksums, which we do
+    # not use) through the optional package importlib_resources; skip that lookup.
+    code_path = None
+
+    def __init__(self, *, mode: str, make_examples: Callable | None = None, **kwargs):
+        if mode not in MODES:
+            raise ConfigError(f"mode {mode!r} is not one of {MODES}")
+        self._mode, self._make = mode, make_examples
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self, description=f"sjjax {self._mode} examples (token ids, loss masks)",
+            features=_features(self._mode), metadata=tfds.core.MetadataDict(),
+            disable_shuffling=True)
+
+    def _split_generators(self, dl_manager):
+        if self._make is None:
+            raise DataError(f"{self.data_dir}: dataset not prepared and nothing to build it "
+                            f"from")
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        items, stats = self._make()
+        if not items:
+            raise DataError(f"no examples were built (stats: {json.dumps(stats)[:2000]})")
+        lengths = []
+        for i, item in enumerate(items):
+            lengths.append(len(item))
+            yield i, as_record(item)
+        self.info.metadata.update(mode=self._mode, lengths=lengths, stats=stats)
+
+
+def _file_identity(path: str) -> list:
+    st = os.stat(path)
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+
+def _tokenizer_identity(tokenizer) -> dict:
+    probe = "Hello <|im_start|> world\n\n User: 123 ünï 𝄞"
+    return dict(cls=type(tokenizer).__name__, size=len(tokenizer),
+                chat_template=getattr(tokenizer, "chat_template", None),
+                eos=tokenizer.eos_token,
+                probe=tokenizer(probe, add_special_tokens=False)["input_ids"])
+
+
+def fingerprint(config, tokenizer, mode: str) -> str:
+    """16 hex digits over everything that changes the built examples."""
+    data = config.data
+    sources = []
+    for spec in data.sources:
+        spec = dict(spec)
+        files = {k: _file_identity(spec[k]) for k in ("path", "rejected_path")
+                 if spec.get(k) and os.path.exists(spec[k])}
+        sources.append(dict(spec=spec, files=files))
+    content = dict(code=CODE_VERSION, mode=mode, sources=sources,
+                   on_bad_record=data.on_bad_record, max_length=data.max_length,
+                   tokenizer=_tokenizer_identity(tokenizer))
+    if mode in ("jsft", "sft"):
+        judge = config.judge
+        content.update(sft_per_judge=data.sft_per_judge, seed=data.seed,
+                       judge=dict(tokens=list(judge.tokens), principles=list(judge.principles),
+                                  templates=judge.templates.to_dict()
+                                  if hasattr(judge.templates, "to_dict") else
+                                  dict(judge.templates)))
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A built dataset: records[i] -> feature dict, lengths [N], stats, where it lives."""
+    records: object
+    lengths: np.ndarray
+    stats: dict
+    mode: str
+    directory: str
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def load_prepared(directory: str) -> Prepared:
+    """Reads a built dataset back (no tokenizer, no TensorFlow)."""
+    builder = tfds.builder_from_directory(directory)
+    meta = builder.info.metadata or {}
+    if "lengths" not in meta:
+        raise DataError(f"{directory}: not an sjjax examples dataset (no lengths metadata)")
+    records = builder.as_data_source()["train"]
+    lengths = np.asarray(meta["lengths"], np.int64)
+    if len(records) != len(lengths):
+        raise DataError(f"{directory}: {len(records)} records but {len(lengths)} lengths")
+    return Prepared(records, lengths, dict(meta.get("stats", {})), meta["mode"],
+                    str(directory))
+
+
+def write_examples(items: Sequence, *, mode: str, name: str, data_dir: str,
+                   stats: dict | None = None) -> Prepared:
+    """Stores already built items (Examples or PrefPairs) as dataset `name` (reused if it
+    exists: make `name` unique to the content)."""
+    builder = SjjaxExamples(mode=mode, make_examples=lambda: (list(items), stats or {}),
+                            data_dir=data_dir, file_format="array_record",
+                            config=tfds.core.BuilderConfig(name=name))
+    builder.download_and_prepare()
+    return load_prepared(builder.data_dir)
+
+
+def prepare(config, tokenizer, mode: str = "jsft", data_dir: str | None = None) -> Prepared:
+    """Builds the dataset for config.data (once per fingerprint) and loads it."""
+    validate_data_config(config.data)
+    name = f"{mode}_{fingerprint(config, tokenizer, mode)}"
+    builder = SjjaxExamples(mode=mode, make_examples=lambda: build_examples(config, tokenizer,
+                                                                            mode),
+                            data_dir=data_dir or config.data.tfds_dir,
+                            file_format="array_record", config=tfds.core.BuilderConfig(
+                                name=name, description=f"sjjax {mode} examples"))
+    builder.download_and_prepare()
+    prepared = load_prepared(builder.data_dir)
+    built = prepared.stats.get("examples", {})
+    log.info("%s: %d %s records (built %s, truncated %s, dropped %s)", prepared.directory,
+             len(prepared), mode, built.get("built"), built.get("truncated"),
+             built.get("dropped"))
+    return prepared
+
+
+def make_stream(config, prepared: Prepared, pad_id: int, process_index: int | None = None,
+                process_count: int | None = None) -> batching.BatchStream:
+    """This host's resumable batch stream over a prepared dataset."""
+    data = config.data
+    return batching.BatchStream(
+        prepared.records, prepared.lengths, batch_size=data.batch_size, buckets=data.buckets,
+        seed=data.seed, pad_id=pad_id, pairs=prepared.mode == "dpo",
+        num_epochs=data.num_epochs, drop_remainder=data.drop_remainder,
+        process_index=process_index, process_count=process_count,
+        num_threads=data.num_threads, prefetch=data.prefetch)

@@ -1,0 +1,113 @@
+"""Config -> records for the phases: the synthetic suite as a data source, held-out
+splits of file sources, prompts for self-training, and the oracle.
+
+`config.data.sources` entries:
+    {"format": "synthetic", "seed": 0, "n_sft": 400, "n_pairs": 400, "n_prompts": 64,
+     "wrong_fraction": 0.2, "families": [...], "levels": [...]}
+    {"format": "hh_rlhf", "path": ..., "split": "train", "heldout_fraction": 0.1}
+    ... (any reader of `readers.READERS`, each with an optional split)
+
+A file source's split is a fixed function of each record's `source` ("file:line"),
+so train and held-out never overlap and do not depend on the order of reading.
+The synthetic suite has its own content-based split (see synthetic.split_of).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Mapping, Sequence
+
+from sjjax.data import readers, synthetic
+from sjjax.data.readers import ReadStats, Records
+from sjjax.errors import ConfigError
+
+SPLITS = ("all", "train", "heldout")
+SYNTHETIC_OPTIONS = {"seed", "n_sft", "n_pairs", "n_prompts", "wrong_fraction", "families",
+                     "levels", "split", "principle"}
+
+
+def in_split(source: str, split: str, fraction: float) -> bool:
+    if split == "all":
+        return True
+    digest = hashlib.sha256(f"sjjax-split|{source}".encode()).digest()
+    heldout = int.from_bytes(digest[:8], "big") % 10_000 < fraction * 10_000
+    return heldout if split == "heldout" else not heldout
+
+
+def filter_split(records: Records, split: str, fraction: float) -> Records:
+    keep = lambda r: in_split(r.source.split("|")[0], split, fraction)  # noqa: E731
+    return Records([c for c in records.conversations if keep(c)],
+                   [j for j in records.judgments if keep(j)],
+                   [p for p in records.prompts if keep(p)],
+                   [e for e in records.eval_items if keep(e)], records.stats)
+
+
+def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
+                   split: str | None = None) -> Records:
+    """The synthetic suite as a source: SFT conversations (some wrong), labelled
+    pairs and prompts, each an independent draw ("stream") of the suite."""
+    unknown = set(spec) - SYNTHETIC_OPTIONS - {"format"}
+    if unknown:
+        raise ConfigError(f"config.{key}: unknown option(s) {sorted(unknown)} for format "
+                          f"'synthetic' (allowed: {', '.join(sorted(SYNTHETIC_OPTIONS))})")
+    seed = int(spec.get("seed", 0))
+    split = split or spec.get("split", "train")
+    if split not in ("train", "heldout"):
+        raise ConfigError(f"config.{key}.split: {split!r}; expected train or heldout")
+    families = tuple(spec.get("families", synthetic.FAMILIES))
+    levels = tuple(spec.get("levels", (1, 2, 3)))
+    principle = spec.get("principle", "helpfulness")
+
+    def draw(n, stream):
+        return synthetic.generate(seed, int(n), split, families, levels, stream=stream) if n else []
+
+    sft = draw(spec.get("n_sft", 0), "sft")
+    pairs = draw(spec.get("n_pairs", 0), "pairs")
+    prompts = draw(spec.get("n_prompts", 0), "prompts")
+    stats = ReadStats(f"synthetic(seed={seed}, split={split})")
+    out = Records(
+        conversations=synthetic.sft_conversations(sft, float(spec.get("wrong_fraction", 0.0)),
+                                                  seed),
+        judgments=synthetic.judgments(pairs, seed, principle),
+        prompts=synthetic.prompts(prompts), stats=[stats])
+    return out
+
+
+def read_source(spec, on_bad_record: str = "raise", key: str = "data.sources[0]",
+                split: str | None = None) -> Records:
+    """One source entry -> Records, restricted to its split."""
+    spec = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+    if spec.get("format") == "synthetic":
+        return read_synthetic(spec, key, split)
+    split = split or spec.pop("split", "all")
+    spec.pop("split", None)
+    fraction = float(spec.pop("heldout_fraction", 0.1))
+    if split not in SPLITS:
+        raise ConfigError(f"config.{key}.split: {split!r} is not one of {SPLITS}")
+    return filter_split(readers.read_source(spec, on_bad_record, key), split, fraction)
+
+
+def read_sources(specs: Sequence, on_bad_record: str = "raise",
+                 split: str | None = None) -> Records:
+    """All entries -> one Records bundle; `split` overrides every entry's own split."""
+    out = Records()
+    for i, spec in enumerate(specs):
+        out.extend(read_source(spec, on_bad_record, f"data.sources[{i}]", split))
+    return out
+
+
+def load_prompts(config, split: str = "train"):
+    """Prompts for sampling (self-training, tournaments, evaluation)."""
+    specs = config.data.get("prompt_sources") or config.data.sources
+    prompts = read_sources(specs, config.data.on_bad_record, split).prompts
+    if not prompts:
+        raise ConfigError(f"config.data.prompt_sources: no {split} prompts (synthetic sources "
+                          f"need n_prompts > 0)")
+    return prompts
+
+
+def load_oracle(config) -> Callable[[dict, str], float] | None:
+    """The synthetic suite's oracle when the prompts come from it, else None."""
+    specs = config.data.get("prompt_sources") or config.data.sources
+    formats = {(s.to_dict() if hasattr(s, "to_dict") else dict(s)).get("format") for s in specs}
+    return synthetic.score if formats == {"synthetic"} else None
