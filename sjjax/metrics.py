@@ -48,7 +48,11 @@ class MetricsLogger:
     def log(self, step: int, metrics: Mapping) -> dict:
         row = {"step": int(step), "phase": self.phase,
                "time": round(time.time() - self.start, 3)}
-        row.update({k: _scalar(v) for k, v in metrics.items()})
+        for k, v in metrics.items():
+            v = _scalar(v)
+            if isinstance(v, float) and not math.isfinite(v) and k != "loss":
+                continue  # e.g. judge metrics of a batch without judgments
+            row[k] = v
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
         if self._tb is not None:

@@ -56,9 +56,14 @@ def make_mesh(shape: Sequence[int], axis_names: Sequence[str] = MESH_AXES,
         if len(devices) % known:
             raise ValueError(f"mesh shape {shape} does not divide {len(devices)} devices")
         shape[shape.index(-1)] = len(devices) // known
-    if int(np.prod(shape)) != len(devices):
-        raise ValueError(f"mesh shape {tuple(shape)} needs {int(np.prod(shape))} devices, "
+    needed = int(np.prod(shape))
+    if needed > len(devices):
+        raise ValueError(f"mesh shape {tuple(shape)} needs {needed} devices, "
                          f"{len(devices)} are available")
+    if needed < len(devices):
+        logging.warning("mesh shape %s uses %d of %d devices", tuple(shape), needed,
+                        len(devices))
+        devices = devices[:needed]
     axis_types = (jax.sharding.AxisType.Auto,) * len(shape)
     return jax.make_mesh(tuple(shape), tuple(axis_names), axis_types=axis_types,
                          devices=devices)

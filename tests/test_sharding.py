@@ -35,3 +35,18 @@ def test_logical_to_spec_rules():
         None, "tensor", None)
     custom = sharding.normalize_rules([("embed", ["data", "tensor"]), ("mlp", [])])
     assert sharding.logical_to_spec(("embed", "mlp"), custom) == P(("data", "tensor"), None)
+
+
+def test_sharded_training_equals_single_device(tmp_path):
+    import sys
+    out = run_on_8_devices_args(["tests/phases/multidevice_training.py", str(tmp_path)])
+    assert "OK" in out, out
+
+
+def run_on_8_devices_args(args, timeout: int = 900) -> str:
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+               JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc.stdout

@@ -23,7 +23,7 @@ from sjjax.errors import ConfigError
 
 SPLITS = ("all", "train", "heldout")
 SYNTHETIC_OPTIONS = {"seed", "n_sft", "n_pairs", "n_prompts", "wrong_fraction", "families",
-                     "levels", "split", "principle"}
+                     "levels", "split", "principle", "directions"}
 
 
 def in_split(source: str, split: str, fraction: float) -> bool:
@@ -58,8 +58,11 @@ def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
     levels = tuple(spec.get("levels", (1, 2, 3)))
     principle = spec.get("principle", "helpfulness")
 
+    directions = {k: tuple(v) for k, v in dict(spec.get("directions") or {}).items()}
+
     def draw(n, stream):
-        return synthetic.generate(seed, int(n), split, families, levels, stream=stream) if n else []
+        return (synthetic.generate(seed, int(n), split, families, levels, stream=stream,
+                                   directions=directions) if n else [])
 
     sft = draw(spec.get("n_sft", 0), "sft")
     pairs = draw(spec.get("n_pairs", 0), "pairs")

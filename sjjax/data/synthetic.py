@@ -204,7 +204,8 @@ def _distinct_numbers(rng: random.Random, n: int, digits: int = 2) -> list[int]:
 # pieces). `stratum` cycles over the balanced answer classes.
 
 def _gen_compare(rng, p, stratum):
-    first_wins, ask = stratum % 2 == 0, ("larger", "smaller")[(stratum // 2) % 2]
+    asks = p.get("directions") or ("larger", "smaller")
+    first_wins, ask = stratum % 2 == 0, asks[(stratum // 2) % len(asks)]
     digits, shared = p["digits"], p["shared"]
     lead = str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(shared - 1))
     lead = lead if shared else ""
@@ -258,7 +259,8 @@ def _gen_membership(rng, p, stratum):
 
 
 def _gen_sort(rng, p, stratum):
-    order = ("ascending", "descending")[stratum % 2]
+    orders = p.get("directions") or ("ascending", "descending")
+    order = orders[stratum % len(orders)]
     while True:
         items = _distinct_numbers(rng, p["length"], p["digits"])
         target = sorted(items, reverse=order == "descending")
@@ -273,9 +275,10 @@ def _gen_sort(rng, p, stratum):
 
 
 def _gen_minmax(rng, p, stratum):
-    ask = ("smallest", "largest")[stratum % 2]
+    asks = p.get("directions") or ("smallest", "largest")
+    ask = asks[stratum % len(asks)]
     n = p["length"]
-    position = (stratum // 2) % n
+    position = (stratum // len(asks)) % n
     items = _distinct_numbers(rng, n)
     extreme = min(items) if ask == "smallest" else max(items)
     items.remove(extreme)
@@ -317,9 +320,13 @@ def split_of(family: str, level: int, key) -> str:
     return "heldout" if int.from_bytes(digest[:8], "big") % 1000 < permille else "train"
 
 
+DIRECTIONS = {"compare": ("larger", "smaller"), "minmax": ("smallest", "largest"),
+              "sort": ("ascending", "descending")}
+
+
 def generate(seed: int, n: int, split: str = "train", families: Sequence[str] = FAMILIES,
              levels: Sequence[int] = (1, 2, 3), stream: str = "sft",
-             max_tries: int = 200) -> list[Task]:
+             max_tries: int = 200, directions: dict | None = None) -> list[Task]:
     """n tasks per (family, level) cell, all from `split` ('train' or 'heldout').
 
     Deterministic in (seed, stream, split, family, level). Answer classes are cycled
@@ -330,7 +337,18 @@ def generate(seed: int, n: int, split: str = "train", families: Sequence[str] = 
     larger n repeats them: still i.i.d. draws from the held-out space); training tasks may
     repeat. `stream` names independent draws from the same split ("sft", "pairs",
     "eval").
+
+    `directions` restricts the asked direction of compare / minmax / sort, e.g.
+    {"compare": ("larger",)}: a judge then verifies by a first-order property of the
+    candidates (the larger number, a sorted list), while with both directions its
+    decision is an XOR of the direction and the comparison, which a small model
+    trained from scratch does not learn from one-bit labels in minutes (measured).
     """
+    directions = dict(directions or {})
+    for family, asked in directions.items():
+        if family not in DIRECTIONS or not set(asked) <= set(DIRECTIONS[family]) or not asked:
+            raise ValueError(f"directions[{family!r}]={asked!r}: expected a non-empty subset "
+                             f"of {DIRECTIONS.get(family)} for one of {sorted(DIRECTIONS)}")
     if split not in ("train", "heldout"):
         raise ValueError(f"split={split!r}: expected 'train' or 'heldout'")
     tasks = []
@@ -347,7 +365,8 @@ def generate(seed: int, n: int, split: str = "train", families: Sequence[str] = 
             for i in range(n):
                 new = repeat = None
                 for _ in range(max_tries):
-                    draw = GENERATORS[family](rng, LEVELS[family][level], i + offset)
+                    params = dict(LEVELS[family][level], directions=directions.get(family))
+                    draw = GENERATORS[family](rng, params, i + offset)
                     if split_of(family, level, draw[0]) != split:
                         continue
                     if split == "train" or draw[0] not in seen:

@@ -141,7 +141,7 @@ def run(config):
         frozen, ref = {}, base
 
     optimizer, schedule = make_optimizer(config.train, total)
-    state = loop.init_state(trainable, optimizer, config.seed)
+    state = loop.init_state(trainable, optimizer, config.seed, mesh)
     state, meta = loop.restore_state(ctx, state)
     spec = LossSpec(lora=use_lora, beta=config.dpo.beta, dpo_type=config.dpo.loss_type,
                     label_smoothing=config.dpo.label_smoothing)

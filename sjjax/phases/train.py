@@ -23,6 +23,7 @@ from sjjax.metrics import summary_line
 from sjjax.model.loading import build_model
 from sjjax.model.transformer import split_params
 from sjjax.phases.common import export_if_asked, load_policy
+from sjjax.phases.self_samples import add_self_sample_pairs
 from sjjax.train import loop
 from sjjax.train.optim import make_optimizer
 from sjjax.train.steps import LossSpec, make_dpo_step, make_sft_step
@@ -61,6 +62,8 @@ def run(config):
     phase = config.phase
     mode = {"jsft": "jsft", "sft": "sft", "dpo": "dpo"}[phase]
     pairs = mode == "dpo"
+    if mode == "jsft":
+        add_self_sample_pairs(config)  # optional: judge data from a model's own samples
     policy = load_policy(config)
     tok = policy.tokenizer
     prepared = datasets.prepare(config, tok, mode)
@@ -89,7 +92,7 @@ def run(config):
         frozen, ref = {}, (base if pairs else {})
 
     optimizer, schedule = make_optimizer(config.train, total)
-    state = loop.init_state(trainable, optimizer, config.seed)
+    state = loop.init_state(trainable, optimizer, config.seed, mesh)
     del trainable
     state, meta = loop.restore_state(ctx, state)
     if meta.get("data"):

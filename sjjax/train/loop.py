@@ -92,16 +92,24 @@ def batch_to_device(batch: dict, mesh, rules) -> dict:
     return out
 
 
-def init_state(trainable: dict, optimizer, seed: int) -> TrainState:
+def init_state(trainable: dict, optimizer, seed: int, mesh) -> TrainState:
     # Jitting init lets XLA give each optimizer moment its parameter's sharding.
     opt_state = jax.jit(optimizer.init)(trainable)
     key = jax.random.key_data(jax.random.key(seed))
-    return TrainState(trainable, opt_state, jnp.zeros((), jnp.int32), key)
+    state = TrainState(trainable, opt_state, jnp.zeros((), jnp.int32), key)
+    return jax.device_put(state, state_shardings(state, mesh))
 
 
 def state_shardings(state: TrainState, mesh):
+    """Each leaf's NamedSharding on `mesh`; leaves that are not laid out on the mesh
+    (scalars such as the step or Adam's count) are replicated."""
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.tree.map(lambda x: x.sharding if hasattr(x, "sharding") else replicated, state)
+
+    def of(x):
+        s = getattr(x, "sharding", None)
+        return s if isinstance(s, jax.sharding.NamedSharding) and s.mesh == mesh else replicated
+
+    return jax.tree.map(of, state)
 
 
 def compile_step(step_fn: Callable, state: TrainState, static_args: tuple, batch_example: dict,

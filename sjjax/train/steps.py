@@ -65,7 +65,7 @@ def _apply(optimizer, state: TrainState, grads, den):
     grads = jax.tree.map(lambda g: g / jnp.maximum(den, 1e-8), grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
     trainable = optax.apply_updates(state.trainable, updates)
-    return TrainState(trainable, opt_state, state.step + 1, state.key), optax.global_norm(grads)
+    return TrainState(trainable, opt_state, state.step + 1, state.key), optax.tree.norm(grads) if hasattr(optax, "tree") else optax.global_norm(grads)
 
 
 def make_sft_step(graphdef, optimizer, spec: LossSpec, schedule=None):
@@ -87,12 +87,15 @@ def make_sft_step(graphdef, optimizer, spec: LossSpec, schedule=None):
         num, den, sums, grads = _accumulate(
             lambda t, mb: micro(t, frozen, mb), state.trainable, batch)
         new_state, grad_norm = _apply(optimizer, state, grads, den)
+        def ratio(num_, den_):  # NaN when the batch has none of that kind (not logged)
+            return jnp.where(den_ > 0, num_ / jnp.maximum(den_, 1), jnp.nan)
+
         metrics = {
             "loss": num / jnp.maximum(den, 1e-8),
             "grad_norm": grad_norm,
-            "sft_loss": sums["sft_nll"] / jnp.maximum(sums["sft_tokens"], 1),
-            "judge_loss": sums["judge_nll"] / jnp.maximum(sums["judge_examples"], 1),
-            "judge_accuracy": sums["judge_correct"] / jnp.maximum(sums["judge_examples"], 1),
+            "sft_loss": ratio(sums["sft_nll"], sums["sft_tokens"]),
+            "judge_loss": ratio(sums["judge_nll"], sums["judge_examples"]),
+            "judge_accuracy": ratio(sums["judge_correct"], sums["judge_examples"]),
             "target_tokens": sums["sft_tokens"] + sums["judge_tokens"],
             "judge_examples": sums["judge_examples"],
         }

@@ -1,0 +1,202 @@
+"""The evaluation report: one Markdown file and PNG plots from a pipeline's run dirs.
+
+    python -m sjjax.report runs/tiny          # -> runs/tiny/report/report.md + *.png
+
+Reads `<root>/eval/<model>/eval.json` (written by the evaluate phase) and the
+self-judge phases' metrics.jsonl, and draws:
+- the comparison table (SFT, offline DPO, JSFT, Self-Judge iterations, + tournament);
+- the N-sweep (quality, length and repetition against N: the paper's Figure 4);
+- the per-iteration curve (the paper's Figure 5);
+- the self-judge training curves, with the judge's agreement with the oracle on the
+  policy's own pairs (what decides whether self-training helps).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+MODEL_ORDER = ("sft", "dpo", "jsft", "self_judge_1", "self_judge_2", "self_judge_3")
+LABELS = {"sft": "SFT", "dpo": "Offline DPO", "jsft": "JSFT",
+          "self_judge_1": "Self-Judge (1 iter.)", "self_judge_2": "Self-Judge (2 iter.)",
+          "self_judge_3": "Self-Judge (3 iter.)"}
+
+
+def _fmt(x, digits=3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def load_evals(root: str) -> dict:
+    evals = {}
+    eval_dir = os.path.join(root, "eval")
+    if not os.path.isdir(eval_dir):
+        return evals
+    names = sorted(os.listdir(eval_dir),
+                   key=lambda n: MODEL_ORDER.index(n) if n in MODEL_ORDER else 99)
+    for name in names:
+        path = os.path.join(eval_dir, name, "eval.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                evals[name] = json.load(f)
+    return evals
+
+
+def comparison_rows(evals: dict) -> list[dict]:
+    rows = []
+    for name, ev in evals.items():
+        g, j, w = ev.get("greedy", {}), ev.get("judge", {}), ev.get("win_rate", {})
+        rows.append({"model": LABELS.get(name, name),
+                     "oracle_accuracy": g.get("oracle_accuracy"),
+                     "judge_accuracy": j.get("accuracy"),
+                     "position_consistency": j.get("position_consistency"),
+                     "win_rate": w.get("win_rate"),
+                     "length_tokens": g.get("length_tokens"),
+                     "repetition_4gram": g.get("repetition_4gram")})
+        tour = ev.get("tournament", {})
+        if tour:
+            n = max(tour, key=int)
+            t = tour[n]
+            rows.append({"model": f"{LABELS.get(name, name)} + tournament N={n}",
+                         "oracle_accuracy": t.get("oracle_accuracy"),
+                         "length_tokens": t.get("length_tokens"),
+                         "repetition_4gram": t.get("repetition_4gram")})
+    return rows
+
+
+def _plot_sweep(tour: dict, path: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    ns = sorted(int(n) for n in tour)
+    keys = [k for k in ("oracle_accuracy", "length_tokens", "repetition_4gram")
+            if k in tour[str(ns[0])]]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
+    axes = axes if len(keys) > 1 else [axes]
+    for ax, key in zip(axes, keys):
+        ax.plot(ns, [tour[str(n)][key] for n in ns], "o-", label="tournament winner")
+        if key == "oracle_accuracy" and "oracle_best_of_n" in tour[str(ns[0])]:
+            ax.plot(ns, [tour[str(n)]["oracle_best_of_n"] for n in ns], "s--", alpha=0.6,
+                    label="oracle best-of-N")
+            ax.legend(fontsize=8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.set_xlabel("N (candidates)")
+        ax.set_title(key.replace("_", " "))
+        ax.grid(alpha=0.3)
+    fig.suptitle("Tournament self-rejection: N-sweep (cf. paper Fig. 4)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_iterations(evals: dict, path: str) -> bool:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = ["jsft"] + [n for n in evals if n.startswith("self_judge_")]
+    names = [n for n in names if n in evals]
+    if len(names) < 2:
+        return False
+    xs = list(range(len(names)))
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for key, label in (("oracle_accuracy", "oracle accuracy (greedy)"),
+                       ("judge_accuracy", "judge accuracy (held-out pairs)")):
+        vals = [evals[n].get("greedy" if key == "oracle_accuracy" else "judge", {}).get(
+            "accuracy" if key == "judge_accuracy" else key) for n in names]
+        if all(v is not None for v in vals):
+            ax.plot(xs, vals, "o-", label=label)
+    ax.set_xticks(xs, ["JSFT" if n == "jsft" else n.split("_")[-1] for n in names])
+    ax.set_xlabel("self-judge iteration")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Iterative self-training (cf. paper Fig. 5)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _plot_training(root: str, path: str) -> bool:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sjjax.metrics import read_metrics
+    runs = sorted(d for d in os.listdir(root) if d.startswith("self_judge_"))
+    keys = ("oracle/sample_accuracy", "oracle/judge_agreement", "judge/position_consistency",
+            "rewards/margins")
+    series = {r: read_metrics(os.path.join(root, r), "self_judge") for r in runs}
+    if not any(series.values()):
+        return False
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2))
+    offset = 0
+    for run in runs:
+        rows = series[run]
+        for ax, key in zip(axes, keys):
+            pts = [(r["step"] + offset, r[key]) for r in rows
+                   if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+            if pts:
+                ax.plot(*zip(*pts), ".-", markersize=3, label=run)
+        offset += rows[-1]["step"] if rows else 0
+    for ax, key in zip(axes, keys):
+        ax.set_title(key)
+        ax.set_xlabel("self-judge step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_report(root: str) -> str:
+    """Writes <root>/report/report.md (+ PNGs); returns the Markdown path."""
+    out_dir = os.path.join(root, "report")
+    os.makedirs(out_dir, exist_ok=True)
+    evals = load_evals(root)
+    lines = [f"# Self-Judge report: `{root}`", ""]
+    cols = ("model", "oracle_accuracy", "judge_accuracy", "position_consistency", "win_rate",
+            "length_tokens", "repetition_4gram")
+    rows = comparison_rows(evals)
+    if rows:
+        lines += ["| " + " | ".join(c.replace("_", " ") for c in cols) + " |",
+                  "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+        lines.append("")
+    judge_rows = [(n, e["judge"]) for n, e in evals.items() if "judge" in e]
+    if judge_rows:
+        n, j = judge_rows[0]
+        lines.append(f"Judge baselines on the same held-out pairs: chance 0.500, "
+                     f"\"longer response wins\" {_fmt(j.get('longer_wins_accuracy'))} "
+                     f"({j.get('n')} pairs).")
+        lines.append("")
+    sweep_model = next((n for n, e in evals.items() if e.get("tournament")), None)
+    if sweep_model:
+        _plot_sweep(evals[sweep_model]["tournament"], os.path.join(out_dir, "n_sweep.png"))
+        lines += [f"## Tournament N-sweep ({LABELS.get(sweep_model, sweep_model)})", "",
+                  "![N-sweep](n_sweep.png)", ""]
+        tour = evals[sweep_model]["tournament"]
+        keys = sorted({k for v in tour.values() for k in v})
+        lines += ["| N | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+        for n in sorted(tour, key=int):
+            lines.append(f"| {n} | " + " | ".join(_fmt(tour[n].get(k)) for k in keys) + " |")
+        lines.append("")
+    if _plot_iterations(evals, os.path.join(out_dir, "iterations.png")):
+        lines += ["## Iterations", "", "![iterations](iterations.png)", ""]
+    if os.path.isdir(root) and _plot_training(root, os.path.join(out_dir, "self_judge.png")):
+        lines += ["## Self-judge training", "",
+                  "The judge's agreement with the oracle on the policy's own informative "
+                  "pairs (exactly one response correct) decides whether self-training helps.",
+                  "", "![self-judge](self_judge.png)", ""]
+    path = os.path.join(out_dir, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+if __name__ == "__main__":
+    print(write_report(sys.argv[1] if len(sys.argv) > 1 else "runs/tiny"))
