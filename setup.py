@@ -37,7 +37,7 @@ setup(
         "test": ["pytest>=8", "torch==2.13.0", "nbclient>=0.10", "nbformat>=5.9",
                  "ipykernel>=6.29"],
         "bench": ["torch==2.13.0"],
-        "tpu": ["jax[tpu]"],
+        "tpu": ["jax[tpu]", "gcsfs"],  # gcsfs: gs:// run dirs for the small files
         "cuda": ["jax[cuda]"],
     },
     entry_points={"console_scripts": ["sjjax=sjjax.main:run_main"]},

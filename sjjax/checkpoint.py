@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from sjjax import fs
 from sjjax.model.config import ModelConfig
 
 
@@ -38,7 +40,7 @@ class RunCheckpointer:
         self.every_steps = every_steps
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                enable_async_checkpointing=False)
-        self.manager = ocp.CheckpointManager(_abspath(os.path.join(run_dir, "checkpoints")),
+        self.manager = ocp.CheckpointManager(_abspath(fs.join(run_dir, "checkpoints")),
                                              options=options,
                                              item_names=("state", "meta"))
 
@@ -68,42 +70,42 @@ class RunCheckpointer:
 # --------------------------------------------------------------------------
 
 def save_model_spec(run_dir: str, cfg: ModelConfig, tokenizer) -> None:
-    directory = os.path.join(run_dir, "model")
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, "config.json"), "w") as f:
-        json.dump(cfg.to_hf_dict(), f, indent=2)
-    tokenizer.save_pretrained(directory)
+    """run_dir/model: the architecture as a HF config.json, and the tokenizer files."""
+    directory = fs.join(run_dir, "model")
+    with tempfile.TemporaryDirectory() as local:
+        with open(os.path.join(local, "config.json"), "w") as f:
+            json.dump(cfg.to_hf_dict(), f, indent=2)
+        tokenizer.save_pretrained(local)
+        fs.makedirs(directory)
+        fs.save_dir(local, directory)
 
 
 def has_final(run_dir: str) -> bool:
-    return os.path.exists(os.path.join(run_dir, "final", "meta.json"))
+    return fs.exists(fs.join(run_dir, "final", "meta.json"))
 
 
 def save_final(run_dir: str, params: Any, meta: dict) -> None:
     """Full parameters for the next phase (meta.json is written last: its presence
     marks a complete final checkpoint)."""
-    path = _abspath(os.path.join(run_dir, "final"))
+    path = _abspath(fs.join(run_dir, "final"))
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(os.path.join(path, "params"), params, force=True)
+    checkpointer.save(fs.join(path, "params"), params, force=True)
     checkpointer.wait_until_finished()
-    with open(os.path.join(path, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=2)
+    fs.write_text(fs.join(path, "meta.json"), json.dumps(meta, indent=2))
 
 
 def load_final(run_dir: str, abstract_params: Any) -> tuple[Any, dict]:
-    path = _abspath(os.path.join(run_dir, "final"))
+    path = _abspath(fs.join(run_dir, "final"))
     if not has_final(run_dir):
         raise FileNotFoundError(
             f"{run_dir}: no final checkpoint (final/meta.json); the phase that writes it has "
             f"not finished - rerun its command to resume it")
-    params = ocp.StandardCheckpointer().restore(os.path.join(path, "params"), abstract_params)
-    with open(os.path.join(path, "meta.json")) as f:
-        return params, json.load(f)
+    params = ocp.StandardCheckpointer().restore(fs.join(path, "params"), abstract_params)
+    return params, json.loads(fs.read_text(fs.join(path, "meta.json")))
 
 
 def is_run_dir(path: str) -> bool:
-    return os.path.isdir(os.path.join(path, "model")) and os.path.exists(
-        os.path.join(path, "model", "config.json"))
+    return fs.exists(fs.join(path, "model", "config.json"))
 
 
 def abstract_like(tree: Any, shardings: Any = None) -> Any:

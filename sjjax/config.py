@@ -8,7 +8,6 @@ need; the command line overrides any field (`--config.train.learning_rate=1e-5`)
 from __future__ import annotations
 
 import json
-import os
 
 import ml_collections
 
@@ -144,13 +143,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
 
 def save_resolved(c: ml_collections.ConfigDict, directory: str) -> str:
     """Writes the resolved config as JSON next to a checkpoint; returns the path."""
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "config.json")
-    with open(path, "w") as f:
-        f.write(c.to_json_best_effort(indent=2, sort_keys=True))
+    from sjjax import fs
+    path = fs.join(directory, "config.json")
+    fs.write_text(path, c.to_json_best_effort(indent=2, sort_keys=True))
     return path
 
 
 def load_resolved(directory: str) -> ml_collections.ConfigDict:
-    with open(os.path.join(directory, "config.json")) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    from sjjax import fs
+    return ml_collections.ConfigDict(json.loads(fs.read_text(fs.join(directory, "config.json"))))

@@ -31,8 +31,19 @@ def _setup_logging():
     logger.propagate = False
 
 
+def _maybe_initialize_distributed():
+    """Multi-host runs (TPU pod slices, multi-node GPU): SJJAX_DISTRIBUTED=1 makes every
+    host join one JAX runtime before anything touches a device (tpu_scripts/launch.sh
+    sets it). On Cloud TPU the coordinator is discovered automatically."""
+    import os
+    if os.environ.get("SJJAX_DISTRIBUTED") == "1":
+        import jax
+        jax.distributed.initialize()
+
+
 def _main(argv):
     _setup_logging()
+    _maybe_initialize_distributed()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _CONFIG.value is None:

@@ -8,7 +8,10 @@ import os
 import time
 from typing import Mapping
 
+import jax
 import numpy as np
+
+from sjjax import fs
 
 
 def _scalar(value):
@@ -22,28 +25,26 @@ class MetricsLogger:
 
     def __init__(self, run_dir: str, phase: str, tensorboard: bool = True,
                  resume_step: int | None = None):
-        os.makedirs(run_dir, exist_ok=True)
-        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.path = fs.join(run_dir, "metrics.jsonl")
         self.phase = phase
-        if resume_step is not None:
-            self._drop_after(resume_step)
-        self._file = open(self.path, "a")
+        self.enabled = jax.process_index() == 0  # one writer on multi-host runs
+        # Local files are appended to; a remote (gs://) file is rewritten whole.
+        self._lines = fs.read_text(self.path).splitlines(True) if fs.exists(self.path) else []
+        self._lines = [l for l in self._lines if l.strip()]
+        if resume_step is not None:  # a resumed run re-logs the steps after its checkpoint
+            self._lines = [l for l in self._lines if json.loads(l).get("phase") != phase
+                           or json.loads(l).get("step", 0) <= resume_step]
+        if self.enabled:
+            fs.write_text(self.path, "".join(self._lines))
+        self._file = (open(self.path, "a") if self.enabled and not fs.is_remote(self.path)
+                      else None)
         self._tb = None
-        if tensorboard:
+        if tensorboard and self.enabled:
             from tensorboardX import SummaryWriter
-            self._tb = SummaryWriter(os.path.join(run_dir, "tb", phase))
+            tb_root = (os.path.join(os.path.expanduser("~"), "sjjax-tb", run_dir.split("/")[-1])
+                       if fs.is_remote(run_dir) else os.path.join(run_dir, "tb"))
+            self._tb = SummaryWriter(os.path.join(tb_root, phase))
         self.start = time.time()
-
-    def _drop_after(self, step: int):
-        """A resumed run re-logs the steps after its checkpoint: keep one copy."""
-        if not os.path.exists(self.path):
-            return
-        with open(self.path) as f:
-            lines = [l for l in f if l.strip()]
-        kept = [l for l in lines
-                if json.loads(l).get("phase") != self.phase or json.loads(l).get("step", 0) <= step]
-        with open(self.path, "w") as f:
-            f.writelines(kept)
 
     def log(self, step: int, metrics: Mapping) -> dict:
         row = {"step": int(step), "phase": self.phase,
@@ -53,8 +54,13 @@ class MetricsLogger:
             if isinstance(v, float) and not math.isfinite(v) and k != "loss":
                 continue  # e.g. judge metrics of a batch without judgments
             row[k] = v
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        line = json.dumps(row) + "\n"
+        self._lines.append(line)
+        if self._file is not None:
+            self._file.write(line)
+            self._file.flush()
+        elif self.enabled:
+            fs.write_text(self.path, "".join(self._lines))
         if self._tb is not None:
             for k, v in row.items():
                 if k not in ("step", "phase") and isinstance(v, (int, float)) and math.isfinite(v):
@@ -62,17 +68,17 @@ class MetricsLogger:
         return row
 
     def close(self):
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
 
 
 def read_metrics(run_dir: str, phase: str | None = None) -> list[dict]:
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
+    path = fs.join(run_dir, "metrics.jsonl")
+    if not fs.exists(path):
         return []
-    with open(path) as f:
-        rows = [json.loads(l) for l in f if l.strip()]
+    rows = [json.loads(l) for l in fs.read_text(path).splitlines() if l.strip()]
     return [r for r in rows if phase is None or r.get("phase") == phase]
 
 

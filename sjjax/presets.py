@@ -69,7 +69,7 @@ def _tiny(c, phase, start):
         hidden_size=256, intermediate_size=768, num_layers=4, num_heads=8, num_kv_heads=4,
         head_dim=32, max_position_embeddings=512, tie_word_embeddings=True,
         rope_theta=10000.0, vocab_size=1024, tokenizer_seed=0))
-    c.data.sources = (synthetic_source(TINY_TASKS, n_sft=1000, n_pairs=1000, n_prompts=256,
+    c.data.sources = (synthetic_source(TINY_TASKS, n_sft=2000, n_pairs=1000, n_prompts=256,
                                        wrong_fraction=0.1),)
     c.judge.templates = COMPACT_JUDGE_TEMPLATE
     c.data.max_length = 160

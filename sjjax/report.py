@@ -18,8 +18,8 @@ import math
 import os
 import sys
 
-MODEL_ORDER = ("sft", "dpo", "jsft", "self_judge_1", "self_judge_2", "self_judge_3")
-LABELS = {"sft": "SFT", "dpo": "Offline DPO", "jsft": "JSFT",
+MODEL_ORDER = ("base", "sft", "dpo", "jsft", "self_judge_1", "self_judge_2", "self_judge_3")
+LABELS = {"base": "Base (before training)", "sft": "SFT", "dpo": "Offline DPO", "jsft": "JSFT",
           "self_judge_1": "Self-Judge (1 iter.)", "self_judge_2": "Self-Judge (2 iter.)",
           "self_judge_3": "Self-Judge (3 iter.)"}
 

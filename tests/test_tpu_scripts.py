@@ -202,7 +202,8 @@ def test_launch_on_all_workers_with_gs_run_dir():
     job = shlex.split(remote.split("bash -c ", 1)[1])[0]
     program = shlex.split(job.split(" && ", 1)[1].split(" > ", 1)[0])
     assert program == [
-        "env", "XLA_FLAGS=--xla_dump_to=/tmp/x", "$HOME/sjjax-venv/bin/python", "-m",
+        "env", "SJJAX_DISTRIBUTED=1", "XLA_FLAGS=--xla_dump_to=/tmp/x",
+        "$HOME/sjjax-venv/bin/python", "-m",
         "sjjax.main", "--config=configs/jsft.py:7b",
         "--config.run_dir=gs://my-bucket/sjjax/runs/jsft-7b", "--config.train.batch_size=16",
         "--config.lora.targets=(\"q_proj\", \"v_proj\")"]

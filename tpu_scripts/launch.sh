@@ -30,7 +30,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CONFIG=""
 RUN_NAME=""
 RUN_DIR=""
-ENVS=()
+ENVS=("SJJAX_DISTRIBUTED=1")  # every host joins one JAX runtime (jax.distributed)
 OVERRIDES=()
 while [[ $# -gt 0 ]]; do
   case "$1" in

@@ -76,11 +76,13 @@ def load_run_dir(run_dir: str, model_config=None) -> Policy:
     from run_dir/final (LoRA already merged)."""
     from sjjax.checkpoint import load_final
     from sjjax.model.tokenizer import load_tokenizer
+    from sjjax import fs
     overrides = model_overrides(model_config) if model_config is not None else {}
-    cfg = ModelConfig.from_hf_json(os.path.join(run_dir, "model", "config.json"), **overrides)
+    model_dir = fs.local_copy(fs.join(run_dir, "model"))
+    cfg = ModelConfig.from_hf_json(os.path.join(model_dir, "config.json"), **overrides)
     graphdef, abstract, _ = split_params(abstract_model(cfg))
     params, _ = load_final(run_dir, abstract)
-    return Policy(graphdef, params, {}, cfg, load_tokenizer(os.path.join(run_dir, "model")))
+    return Policy(graphdef, params, {}, cfg, load_tokenizer(model_dir))
 
 
 def _tiny_policy(config) -> Policy:

@@ -34,9 +34,15 @@ def default_pipeline_config(preset: str = "tiny") -> ml_collections.ConfigDict:
     c.seed = 0
     c.iterations = 2          # self-judge iterations after JSFT
     c.baselines = True        # also train SFT and offline DPO on the same data
+    # JSFT's judge data also gets pairs of the SFT model's own samples, labelled by the
+    # oracle (synthetic presets; beyond the paper). Runs the SFT phase first.
+    c.self_sample_judge_data = preset in ("tiny", "smollm2")
     c.evaluate = True
     c.tournament_sizes = (1, 2, 4, 8, 16)
-    # Per-phase overrides: {"jsft": {"train.steps": 100}, "self_judge": {...}, ...}
+    # Training steps per phase (0 = the preset's): --config.steps.jsft=300
+    c.steps = ml_collections.ConfigDict(dict(sft=0, dpo=0, jsft=0, self_judge=0))
+    # Any other per-phase change, as nested dicts in a config file:
+    # c.overrides = {"jsft": {"train": {"learning_rate": 3e-4}}, "self_judge": {...}}
     c.overrides = ml_collections.ConfigDict()
     return c
 
@@ -58,18 +64,18 @@ def _validate_phase(c):
     validate_config(c)
 
 
-def _apply_overrides(c: ml_collections.ConfigDict, overrides) -> None:
-    for dotted, value in (overrides or {}).items():
-        node, *path = dotted.split(".")
-        target = c
-        keys = [node] + path
-        for key in keys[:-1]:
-            if key not in target:
-                raise ConfigError(f"config.overrides: {dotted!r}: no field {key!r}")
-            target = target[key]
-        if keys[-1] not in target:
-            raise ConfigError(f"config.overrides: {dotted!r}: no field {keys[-1]!r}")
-        target[keys[-1]] = value
+def _apply_overrides(c: ml_collections.ConfigDict, overrides, where: str = "") -> None:
+    """Merges nested dicts (or "a.b" keys) into c; an unknown field is an error."""
+    for key, value in (overrides or {}).items():
+        head, _, rest = key.partition(".")
+        if head not in c:
+            raise ConfigError(f"config.overrides{where}: no field {head!r}")
+        if rest:
+            _apply_overrides(c[head], {rest: value}, f"{where}.{head}")
+        elif isinstance(c[head], ml_collections.ConfigDict) and hasattr(value, "items"):
+            _apply_overrides(c[head], value, f"{where}.{head}")
+        else:
+            c[head] = value
 
 
 def phase_config(config, phase: str, run_dir: str, source: str | None = None,
@@ -83,8 +89,13 @@ def phase_config(config, phase: str, run_dir: str, source: str | None = None,
         c.model.source = source
     for key, value in fields.items():
         _apply_overrides(c, {key: value})
+    steps = config.steps.get(phase, 0) if "steps" in config else 0
+    if steps:
+        _apply_overrides(c, {"self_judge.steps" if phase == "self_judge" else "train.steps":
+                             steps})
     overrides = config.overrides.get(phase)
-    _apply_overrides(c, overrides.to_dict() if hasattr(overrides, "to_dict") else overrides)
+    _apply_overrides(c, overrides.to_dict() if hasattr(overrides, "to_dict") else overrides,
+                     f".{phase}")
     return c
 
 
@@ -92,10 +103,14 @@ def plan(config) -> list[tuple[str, ml_collections.ConfigDict]]:
     """The ordered (name, config) list the pipeline runs."""
     root = config.root
     steps = []
-    if config.baselines:
+    self_samples = config.get("self_sample_judge_data", False)
+    if config.baselines or self_samples:
         steps.append(("sft", phase_config(config, "sft", f"{root}/sft")))
+    if config.baselines:
         steps.append(("dpo", phase_config(config, "dpo", f"{root}/dpo", f"{root}/sft")))
-    steps.append(("jsft", phase_config(config, "jsft", f"{root}/jsft")))
+    jsft_fields = ({"self_samples.enabled": True, "self_samples.model": f"{root}/sft"}
+                   if self_samples else {})
+    steps.append(("jsft", phase_config(config, "jsft", f"{root}/jsft", **jsft_fields)))
     previous = f"{root}/jsft"
     for k in range(1, config.iterations + 1):
         run_dir = f"{root}/self_judge_{k}"
@@ -103,12 +118,16 @@ def plan(config) -> list[tuple[str, ml_collections.ConfigDict]]:
                                                        seed=config.seed + k)))
         previous = run_dir
     if config.evaluate:
-        models = (["sft", "dpo"] if config.baselines else []) + ["jsft"] + [
+        models = (["sft", "dpo"] if config.baselines else
+                  ["sft"] if self_samples else []) + ["jsft"] + [
             f"self_judge_{k}" for k in range(1, config.iterations + 1)]
-        for name in models:
+        # "base": the model JSFT started from (pretrained, or an untrained tiny model).
+        base_source = presets.make("jsft", config.preset).model.source
+        sources = {"base": base_source, **{m: f"{root}/{m}" for m in models}}
+        for name, source in sources.items():
             sizes = tuple(config.tournament_sizes) if name == models[-1] else ()
             steps.append((f"eval_{name}", phase_config(
-                config, "evaluate", f"{root}/eval/{name}", f"{root}/{name}",
+                config, "evaluate", f"{root}/eval/{name}", source,
                 **{"evaluate.tournament_sizes": sizes, "evaluate.label": name})))
     return steps
 

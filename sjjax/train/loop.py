@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sjjax import sharding
+from sjjax import fs, sharding
 from sjjax.checkpoint import (RunCheckpointer, abstract_like, save_final, save_model_spec)
 from sjjax.config import save_resolved
 from sjjax.metrics import MetricsLogger
@@ -127,7 +127,7 @@ def open_run(config, model_config, tokenizer, total_steps: int) -> RunContext:
     """Creates run_dir (config, model spec), the mesh, the checkpointer and the logger,
     and finds the step to resume from."""
     run_dir = config.run_dir
-    os.makedirs(run_dir, exist_ok=True)
+    fs.makedirs(run_dir)
     save_resolved(config, run_dir)
     save_model_spec(run_dir, model_config, tokenizer)
     mesh = make_run_mesh(config)
@@ -210,10 +210,9 @@ class Throughput:
 def summarize(metrics_path: str, phase: str) -> dict:
     """Means over the last quarter of a phase's logged rows (the end-of-phase state)."""
     import json
-    if not os.path.exists(metrics_path):
+    if not fs.exists(metrics_path):
         return {}
-    with open(metrics_path) as f:
-        rows = [json.loads(l) for l in f if l.strip()]
+    rows = [json.loads(l) for l in fs.read_text(metrics_path).splitlines() if l.strip()]
     rows = [r for r in rows if r.get("phase") == phase]
     if not rows:
         return {}

@@ -1,0 +1,108 @@
+"""Sampling tokens/s: sjjax's compiled sampler vs transformers `generate`, SmolLM2-135M,
+float32, batch 8, prompts of 40-64 tokens, 128 new tokens, top-p 0.9; same run, same
+machine. Both generate exactly 128 tokens per row (no early EOS), so tokens/s compare.
+
+    python bench/bench_sampling.py [--batch 8 --new-tokens 128 --repeats 3]
+
+Prints the ratio, and each side's share of the memory-bandwidth bound of decoding
+(every decode step reads all weights once: bound = batch x bandwidth / weight bytes),
+with the bandwidth measured by a large copy in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bench.common import (hardware_bounds, load_torch_smollm2, set_threads, smollm2_path,  # noqa
+                          timeit)
+from sjjax.model.loading import build_model, load_pretrained  # noqa: E402
+from sjjax.model.transformer import split_params  # noqa: E402
+from sjjax.sampling import Sampler, SamplingParams  # noqa: E402
+
+
+def prompts(tokenizer, batch: int, rng) -> list[list[int]]:
+    """Chat prompts of 40-64 tokens (instructions from the synthetic suite and free text)."""
+    topics = ["the history of tea", "how rainbows form", "a recipe for bread", "black holes",
+              "learning to swim", "the water cycle", "a trip to Japan", "why cats purr",
+              "saving money", "the moon landing", "planting tomatoes", "jazz music"]
+    out = []
+    while len(out) < batch:
+        topic = topics[len(out) % len(topics)]
+        words = " ".join(["please"] * int(rng.integers(0, 12)))
+        text = f"Write a short, friendly paragraph about {topic} for a curious child. {words}"
+        ids = tokenizer.apply_chat_template([{"role": "user", "content": text}],
+                                            add_generation_prompt=True, return_dict=True)
+        ids = ids["input_ids"]
+        if 40 <= len(ids) <= 64:
+            out.append(ids)
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    set_threads()
+    rng = np.random.default_rng(0)
+    cfg, params, tok = load_pretrained(smollm2_path())
+    rows = prompts(tok, args.batch, rng)
+    width = max(len(r) for r in rows)
+    tokens = np.full((len(rows), width), tok.pad_token_id, np.int32)
+    mask = np.zeros_like(tokens, bool)
+    for i, r in enumerate(rows):
+        tokens[i, width - len(r):] = r
+        mask[i, width - len(r):] = True
+
+    graphdef, p, _ = split_params(build_model(cfg, params))
+    # No EOS: every row generates exactly new_tokens tokens, as the peer is told to.
+    sampler = Sampler(graphdef, cfg, max_new_tokens=args.new_tokens, eos_ids=[-1],
+                      pad_id=tok.pad_token_id)
+    sp = SamplingParams(temperature=1.0, top_p=0.9)
+    keys = iter(range(1000))
+    ours_s = timeit(lambda: jax.block_until_ready(
+        sampler(p, None, tokens, mask, jax.random.key(next(keys)), sp).tokens),
+        repeats=args.repeats)
+    weight_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(p))
+    del p, params
+
+    import torch
+    model = load_torch_smollm2()
+    ids = torch.tensor(tokens, dtype=torch.long)
+    am = torch.tensor(mask, dtype=torch.long)
+
+    def peer():
+        with torch.no_grad():
+            model.generate(input_ids=ids, attention_mask=am, do_sample=True, top_p=0.9,
+                           temperature=1.0, top_k=0, max_new_tokens=args.new_tokens,
+                           min_new_tokens=args.new_tokens, pad_token_id=tok.pad_token_id)
+
+    peer_s = timeit(peer, repeats=args.repeats)
+    bounds = hardware_bounds()
+    n = args.batch * args.new_tokens
+    bound = args.batch * bounds["bytes_per_s"] / weight_bytes  # tokens/s
+    ours, theirs = n / ours_s, n / peer_s
+    print(f"SmolLM2-135M float32 sampling, batch {args.batch}, prompts {mask.sum(1).min()}-"
+          f"{mask.sum(1).max()} tokens, {args.new_tokens} new tokens, top-p 0.9; "
+          f"{os.cpu_count()} CPU cores, copy bandwidth {bounds['bytes_per_s'] / 1e9:.1f} GB/s")
+    print(f"sjjax {ours:7.1f} tok/s ({ours / bound:.0%} of the bandwidth bound) | "
+          f"transformers generate {theirs:7.1f} tok/s ({theirs / bound:.0%}) | "
+          f"ratio {ours / theirs:.2f}x | bound {bound:.0f} tok/s")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(sjjax_tok_s=ours, peer_tok_s=theirs, ratio=ours / theirs,
+                           bound_tok_s=bound, **bounds), f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The report: comparison table values, N-sweep and iteration plots, from eval files."""
+
+import json
+import os
+
+from sjjax.report import write_report
+
+
+def _eval(root, name, greedy, judge, tournament=None):
+    os.makedirs(f"{root}/eval/{name}", exist_ok=True)
+    data = {"greedy": {"oracle_accuracy": greedy, "length_tokens": 10.0,
+                       "repetition_4gram": 0.0},
+            "judge": {"accuracy": judge, "position_consistency": 0.8,
+                      "longer_wins_accuracy": 0.5, "n": 64}}
+    if tournament:
+        data["tournament"] = tournament
+    with open(f"{root}/eval/{name}/eval.json", "w") as f:
+        json.dump(data, f)
+
+
+def test_report_table_and_plots(tmp_path):
+    root = str(tmp_path)
+    _eval(root, "jsft", 0.5, 0.9)
+    sweep = {str(n): {"oracle_accuracy": 0.5 + 0.05 * i, "length_tokens": 10.0 + i,
+                      "repetition_4gram": 0.0, "oracle_best_of_n": 0.6 + 0.05 * i}
+             for i, n in enumerate((1, 2, 4, 8, 16))}
+    _eval(root, "self_judge_1", 0.6, 0.85, sweep)
+    _eval(root, "base", 0.0, 0.5)
+    os.makedirs(f"{root}/self_judge_1")
+    with open(f"{root}/self_judge_1/metrics.jsonl", "w") as f:
+        for step in range(1, 4):
+            f.write(json.dumps({"step": step, "phase": "self_judge",
+                                "oracle/sample_accuracy": 0.1 * step,
+                                "oracle/judge_agreement": 0.9,
+                                "judge/position_consistency": 0.8,
+                                "rewards/margins": 0.1}) + "\n")
+    path = write_report(root)
+    text = open(path).read()
+    lines = text.splitlines()
+    row = next(l for l in lines if l.startswith("| JSFT "))
+    assert "| 0.500 | 0.900 | 0.800 |" in row
+    base = next(i for i, l in enumerate(lines) if l.startswith("| Base"))
+    jsft = next(i for i, l in enumerate(lines) if l.startswith("| JSFT "))
+    assert base < jsft  # models in pipeline order
+    assert "Self-Judge (1 iter.) + tournament N=16 | 0.700" in text
+    for name in ("n_sweep.png", "iterations.png", "self_judge.png"):
+        assert os.path.getsize(os.path.join(os.path.dirname(path), name)) > 1000
