@@ -28,17 +28,7 @@ from sjjax.data import synthetic  # noqa: E402
 from sjjax.data.templates import ChatEncoder  # noqa: E402
 from sjjax.model.loading import build_model, load_pretrained  # noqa: E402
 from sjjax.model.transformer import split_params  # noqa: E402
-from sjjax.sampling import Sampler, SamplingParams, bucket  # noqa: E402
-
-
-def left_pad(rows, pad_id, multiple=64):
-    width = bucket(max(len(r) for r in rows), multiple)
-    tokens = np.full((len(rows), width), pad_id, np.int32)
-    mask = np.zeros((len(rows), width), bool)
-    for i, r in enumerate(rows):
-        tokens[i, width - len(r):] = r
-        mask[i, width - len(r):] = True
-    return tokens, mask
+from sjjax.sampling import Sampler, SamplingParams, left_pad  # noqa: E402
 
 
 def main(argv=None):
@@ -76,7 +66,7 @@ def main(argv=None):
                 chunk = tasks[start:start + args.batch]
                 rows = [encoder.encode_prompt(list(t.messages)) for t in chunk]
                 rows += [rows[-1]] * (args.batch - len(rows))  # fixed batch: one compile
-                tokens, mask = left_pad(rows, tok.pad_token_id)
+                tokens, mask = left_pad(rows, tok.pad_token_id, 64)
                 out = sampler(p, None, tokens, mask, jax.random.key(0),
                               SamplingParams(greedy=True))
                 lengths, out_tokens = np.asarray(out.lengths), np.asarray(out.tokens)

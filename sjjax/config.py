@@ -34,6 +34,26 @@ def default_judge_templates() -> dict:
     }
 
 
+PRINCIPLE_DESCRIPTIONS = {
+    "helpfulness": "helpfulness: does the response address the request usefully and correctly?",
+    "honesty": "honesty: does the response express uncertainty where it should, and avoid "
+               "claims it cannot support?",
+    "instruction_following": "instruction following: does the response do what was asked, "
+                             "in the requested form?",
+    "truthfulness": "truthfulness: is the response free of fabricated or false information?",
+}
+
+
+def principle_judge_templates(principles=tuple(PRINCIPLE_DESCRIPTIONS)) -> dict:
+    """One template per principle (the paper's JM-PR setting with UltraFeedback): the
+    principle in the system text, and a rationale after the decision token."""
+    base = default_judge_templates()["helpfulness"]
+    return {p: dict(base, system=f"You judge responses by {PRINCIPLE_DESCRIPTIONS[p]}",
+                    user=base["user"].replace("by helpfulness and correctness",
+                                              f"by {p.replace('_', ' ')}"))
+            for p in principles}
+
+
 def base_config(phase: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.phase = phase

@@ -19,26 +19,10 @@ from sjjax.data.templates import ChatEncoder
 from sjjax.eval_metrics import (judge_accuracy, longer_wins_accuracy, mean_or_nan,
                                 repetition_rate, win_rate)
 from sjjax.judge import Judge
-from sjjax.sampling import Sampler, SamplingParams, bucket
+from sjjax.sampling import Sampler, SamplingParams, decode_response, left_pad
 from sjjax.tournament import run_tournament
 
 Oracle = Callable[[dict, str], float]
-
-
-def decode_response(tokenizer, ids, eos_ids) -> str:
-    ids = [int(t) for t in ids if int(t) not in eos_ids]
-    return tokenizer.decode(ids, skip_special_tokens=True).strip()
-
-
-def left_pad(rows, pad_id: int, multiple: int):
-    """Token rows -> left-padded tokens [B, T] and mask [B, T] (T a multiple of `multiple`)."""
-    width = bucket(max(len(r) for r in rows), multiple)
-    tokens = np.full((len(rows), width), pad_id, np.int32)
-    mask = np.zeros((len(rows), width), bool)
-    for i, r in enumerate(rows):
-        tokens[i, width - len(r):] = r
-        mask[i, width - len(r):] = True
-    return tokens, mask
 
 
 class Responder:

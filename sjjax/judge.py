@@ -84,8 +84,8 @@ def _judge_probs(graphdef, params, lora, prefix_tokens, prefix_mask, suffix_toke
     r, tp = prefix_tokens.shape
     ts = suffix_tokens.shape[-1]
     cache = KVCache.empty(model.config, r, tp + ts)
-    # The shared prefix, once per row. Its logits are never needed.
-    _, cache = model(prefix_tokens, prefix_mask, cache, lora=use_lora, logits="none")
+    if tp:  # the shared prefix, once per row; its logits are never needed
+        _, cache = model(prefix_tokens, prefix_mask, cache, lora=use_lora, logits="none")
     # Both orders continue the same prefix: rows (i, order 0), (i, order 1).
     cache = cache.repeat(2)
     logits, _ = model(suffix_tokens.reshape(2 * r, ts), suffix_mask.reshape(2 * r, ts), cache,
@@ -94,12 +94,32 @@ def _judge_probs(graphdef, params, lora, prefix_tokens, prefix_mask, suffix_toke
     return jax.nn.softmax(pair_logits, axis=-1)[:, 0].reshape(r, 2)
 
 
+def split_point(prefixes: Sequence[Sequence[int]], suffix_lengths: Sequence[int], rows: int,
+                multiple: int) -> tuple[int, int]:
+    """Where the shared stage ends: (Tp, Ts) minimising the tokens computed,
+    rows * Tp + 2 * rows * Ts, with lengths rounded up to `multiple`.
+
+    Rows are left-padded to a common length in each stage, so splitting every prompt
+    exactly where the responses start wastes padding when one row has the longest
+    context and another the longest responses. A row's shared tokens beyond Tp are
+    computed with each order instead (twice), whenever that costs less than padding."""
+    lengths = [len(p) for p in prefixes]
+    best = None
+    for tp in range(0, bucket(max(lengths, default=1), multiple) + 1, multiple):
+        ts = bucket(max((s + max(0, p - tp) for p, s in zip(lengths, suffix_lengths)),
+                        default=1), multiple)
+        cost = rows * tp + 2 * rows * ts
+        if best is None or cost < best[0]:
+            best = (cost, tp, ts)
+    return best[1], best[2]
+
+
 class Judge:
     """Batches pairs into bucketed judge prompts and scores them with one jitted call
     per batch."""
 
     def __init__(self, graphdef, builder: JudgePromptBuilder, *, batch_size: int = 8,
-                 max_length: int | None = None, length_bucket: int = 32, pad_id: int = 0):
+                 max_length: int | None = None, length_bucket: int = 16, pad_id: int = 0):
         self.graphdef = graphdef
         self.builder = builder
         self.batch_size = batch_size
@@ -126,20 +146,22 @@ class Judge:
         trimmed = sum(bool(x.context_trimmed or x.responses_trimmed)
                       for pair in prompts for x in pair)
         n_rows = max(rows or 0, len(prompts))
-        tp = bucket(max((len(ab.prefix) for ab, _ in prompts), default=1), self.length_bucket)
-        ts = bucket(max((len(x.suffix) for pair in prompts for x in pair), default=1),
-                    self.length_bucket)
+        prefixes = [ab.prefix for ab, _ in prompts]
+        suffixes = [len(ab.suffix) for ab, _ in prompts]
+        tp, ts = split_point(prefixes, suffixes, n_rows, self.length_bucket)
         prefix_tokens = np.full((n_rows, tp), self.pad_id, np.int32)
         prefix_mask = np.zeros((n_rows, tp), bool)
         suffix_tokens = np.full((n_rows, 2, ts), self.pad_id, np.int32)
         suffix_mask = np.zeros((n_rows, 2, ts), bool)
         for i, (ab, ba) in enumerate(prompts):
-            prefix_tokens[i, tp - len(ab.prefix):] = ab.prefix
-            prefix_mask[i, tp - len(ab.prefix):] = True
+            shared, spill = ab.prefix[:tp], ab.prefix[tp:]
+            if shared:
+                prefix_tokens[i, tp - len(shared):] = shared
+                prefix_mask[i, tp - len(shared):] = True
             for order, prompt in enumerate((ab, ba)):
-                n = len(prompt.suffix)
-                suffix_tokens[i, order, ts - n:] = prompt.suffix
-                suffix_mask[i, order, ts - n:] = True
+                rest = spill + prompt.suffix  # shared tokens past tp are computed per order
+                suffix_tokens[i, order, ts - len(rest):] = rest
+                suffix_mask[i, order, ts - len(rest):] = True
         return JudgeBatch(prefix_tokens, prefix_mask, suffix_tokens, suffix_mask), trimmed
 
     def order_probs(self, params, lora, batch: JudgeBatch, use_lora: bool = True) -> np.ndarray:

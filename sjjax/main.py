@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app
 from ml_collections import config_flags
 
 from sjjax.phases import run_phase

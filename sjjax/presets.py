@@ -110,34 +110,47 @@ def _smollm2(c, phase, start, hh: bool):
     if hh:
         hh_path = os.path.join("..", "shared", "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
         c.data.sources = (dict(format="hh_rlhf", path=hh_path, split="train",
-                               heldout_fraction=0.1),)
+                               heldout_fraction=0.1, max_records=400),)
         c.data.on_bad_record = "skip"
         c.data.max_length = 512
         c.data.buckets = (128, 256, 512)
         c.sampling.max_new_tokens = 128
+        c.evaluate.num_pairs = 128          # held-out HH pairs (judge accuracy)
+        c.evaluate.tournament_prompts = 16
+        alpaca = os.path.join("..", "shared", "data", "alpaca_eval",
+                              "text_davinci_003_outputs.json")
+        # Win rate against text-davinci-003 where the shared data is present.
+        c.evaluate.win_rate_references = alpaca if os.path.exists(alpaca) else ""
+        c.evaluate.win_rate_items = 32
     else:
-        c.data.sources = (synthetic_source(SMOLLM2_TASKS, n_sft=100, n_pairs=100,
+        c.data.sources = (synthetic_source(SMOLLM2_TASKS, n_sft=50, n_pairs=40,
                                            n_prompts=64, wrong_fraction=0.1),)
         c.data.max_length = 384
-        c.data.buckets = (128, 256, 384)
+        c.data.buckets = (128, 192, 256, 384)
         c.sampling.max_new_tokens = 48
+        c.self_samples.num_prompts = 256
+        c.self_samples.samples_per_prompt = 4
+        c.evaluate.num_prompts = 128
+        c.evaluate.num_pairs = 128
+        c.evaluate.tournament_prompts = 32
     c.data.batch_size = 8
     c.data.num_epochs = 1
-    c.train.learning_rate = 2e-5
+    c.train.learning_rate = 5e-5  # full fine-tuning of a 135M model for one short epoch
     c.train.schedule = "cosine"
     c.train.warmup_ratio = 0.03
     c.judge.max_length = 512
     c.judge.batch_size = 8
-    c.checkpoint.every_steps = 50
+    c.sampling.batch_size = 8
+    c.checkpoint.every_steps = 25
     if phase == "dpo":
         c.train.learning_rate = 5e-6
     if phase == "self_judge":
-        c.train.learning_rate = 5e-5  # LoRA
+        c.train.learning_rate = 1e-4  # LoRA adapters (r=8) on every projection
         c.train.schedule = "constant"
         c.train.warmup_ratio = 0.1
         c.self_judge.prompts_per_step = 8
-        c.self_judge.steps = 100
-        c.checkpoint.every_steps = 10
+        c.self_judge.steps = 60
+        c.checkpoint.every_steps = 5
 
 
 def _paper(c, phase, start, architecture: str):

@@ -174,11 +174,11 @@ def write_report(root: str) -> str:
                      f"\"longer response wins\" {_fmt(j.get('longer_wins_accuracy'))} "
                      f"({j.get('n')} pairs).")
         lines.append("")
-    sweep_model = next((n for n, e in evals.items() if e.get("tournament")), None)
-    if sweep_model:
-        _plot_sweep(evals[sweep_model]["tournament"], os.path.join(out_dir, "n_sweep.png"))
+    for sweep_model in [n for n, e in evals.items() if e.get("tournament")]:
+        png = f"n_sweep_{sweep_model}.png"
+        _plot_sweep(evals[sweep_model]["tournament"], os.path.join(out_dir, png))
         lines += [f"## Tournament N-sweep ({LABELS.get(sweep_model, sweep_model)})", "",
-                  "![N-sweep](n_sweep.png)", ""]
+                  f"![N-sweep]({png})", ""]
         tour = evals[sweep_model]["tournament"]
         keys = sorted({k for v in tour.values() for k in v})
         lines += ["| N | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]

@@ -72,16 +72,95 @@ def process_logits(logits: jax.Array, params: SamplingParams) -> jax.Array:
     return logits
 
 
+# Top-k / top-p look at this many most likely tokens first (lax.top_k is cheap); only if
+# they hold less than top_p of the mass does a row fall back to sorting the vocabulary.
+CANDIDATES = 256
+
+
+def _inverse_cdf(probs: jax.Array, key: jax.Array) -> jax.Array:
+    """One draw per row from unnormalised probs [B, N]: a single uniform per row instead
+    of a Gumbel per vocabulary entry."""
+    cdf = jnp.cumsum(probs, axis=-1)
+    u = jax.random.uniform(key, (probs.shape[0], 1), jnp.float32) * cdf[:, -1:]
+    return jnp.minimum(jnp.sum(cdf <= u, axis=-1), probs.shape[-1] - 1).astype(jnp.int32)
+
+
+def _sample_truncated(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
+    """Top-k and/or top-p sampling from temperature-scaled logits [B, V], on the
+    CANDIDATES most likely tokens: exact whenever they hold the whole nucleus; otherwise
+    the batch falls back to sorting the vocabulary."""
+    v = logits.shape[-1]
+    k = min(v, max(CANDIDATES, params.top_k))
+    vals, idx = jax.lax.top_k(logits, k)                       # [B, k], descending
+    probs = jnp.exp(vals - jax.nn.logsumexp(logits, axis=-1, keepdims=True))
+    if params.top_k and params.top_k < v:
+        probs = jnp.where(jnp.arange(k) < params.top_k, probs, 0.0)
+        probs = probs / probs.sum(-1, keepdims=True)
+    covered = probs.sum(-1) >= min(params.top_p, 1.0 - 1e-6)  # the nucleus is in the top k
+    if params.top_p < 1.0:
+        mass_before = jnp.cumsum(probs, axis=-1) - probs
+        probs = jnp.where(mass_before < params.top_p, probs, 0.0)
+    picked = jnp.take_along_axis(idx, _inverse_cdf(probs, key)[:, None], axis=1)[:, 0]
+
+    def whole_vocabulary(_):
+        full = jax.nn.softmax(logits, axis=-1)
+        if params.top_k and params.top_k < v:
+            full = jnp.where(logits >= vals[:, params.top_k - 1:params.top_k], full, 0.0)
+            full = full / full.sum(-1, keepdims=True)
+        if params.top_p < 1.0:
+            full = jnp.where(full >= _nucleus_threshold(full, params.top_p), full, 0.0)
+        return _inverse_cdf(full, key)
+
+    return jax.lax.cond(jnp.all(covered), lambda _: picked, whole_vocabulary,
+                        None).astype(jnp.int32)
+
+
+def _nucleus_threshold(probs: jax.Array, top_p: float, iterations: int = 32) -> jax.Array:
+    """[B, 1] the smallest probability in each row's nucleus, by bisection: the largest t
+    with sum(p[p >= t]) >= top_p. O(V) per step instead of a sort of the vocabulary."""
+    lo = jnp.zeros(probs.shape[:1] + (1,), probs.dtype)
+    hi = probs.max(-1, keepdims=True) * (1 + 1e-6)
+
+    def step(_, bounds):
+        lo, hi = bounds
+        mid = (lo + hi) / 2
+        enough = jnp.where(probs >= mid, probs, 0.0).sum(-1, keepdims=True) >= top_p
+        return jnp.where(enough, mid, lo), jnp.where(enough, hi, mid)
+
+    return jax.lax.fori_loop(0, iterations, step, (lo, hi))[0]
+
+
 def choose_tokens(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
     """[B, V] float32 logits -> [B] int32 tokens."""
     if params.greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    return jax.random.categorical(key, process_logits(logits, params), axis=-1).astype(jnp.int32)
+    logits = logits.astype(jnp.float32) / params.temperature
+    if (params.top_k and params.top_k < logits.shape[-1]) or params.top_p < 1.0:
+        return _sample_truncated(logits, key, params)
+    return _inverse_cdf(jax.nn.softmax(logits, axis=-1), key)
 
 
 def bucket(n: int, multiple: int = 32) -> int:
     """Rounds a prompt length up, to limit the number of compiled shapes."""
     return max(multiple, -(-n // multiple) * multiple)
+
+
+def left_pad(rows, pad_id: int, multiple: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Token rows -> left-padded tokens [B, T] int32 and mask [B, T] bool, with T rounded
+    up to a multiple of `multiple` (few distinct shapes, few compilations)."""
+    width = bucket(max(len(r) for r in rows), multiple)
+    tokens = np.full((len(rows), width), pad_id, np.int32)
+    mask = np.zeros((len(rows), width), bool)
+    for i, r in enumerate(rows):
+        tokens[i, width - len(r):] = r
+        mask[i, width - len(r):] = True
+    return tokens, mask
+
+
+def decode_response(tokenizer, ids, eos_ids) -> str:
+    """Generated ids (EOS included) -> the response text, special tokens dropped."""
+    ids = [int(t) for t in ids if int(t) not in eos_ids]
+    return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
 def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, *,
@@ -108,7 +187,9 @@ def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, *,
         step, cache, logits, key, out_tokens, out_logprobs, done = state
         key, sub = jax.random.split(key)
         token = choose_tokens(logits, sub, sampling)
-        logprob = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), token[:, None], 1)[:, 0]
+        # log p(token) = logit - logsumexp: no [B, V] log-softmax array per step.
+        logprob = (jnp.take_along_axis(logits, token[:, None], 1)[:, 0]
+                   - jax.nn.logsumexp(logits, axis=-1))
         token = jnp.where(done, pad_id, token)
         out_tokens = out_tokens.at[:, step].set(token)
         out_logprobs = out_logprobs.at[:, step].set(jnp.where(done, 0.0, logprob))

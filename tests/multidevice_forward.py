@@ -3,7 +3,6 @@ the forward on a (data=2, fsdp=2, tensor=2) mesh equals the single-device forwar
 parameters are laid out as the logical-axis rules say."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 

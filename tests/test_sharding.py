@@ -38,7 +38,6 @@ def test_logical_to_spec_rules():
 
 
 def test_sharded_training_equals_single_device(tmp_path):
-    import sys
     out = run_on_8_devices_args(["tests/phases/multidevice_training.py", str(tmp_path)])
     assert "OK" in out, out
 

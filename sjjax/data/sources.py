@@ -4,7 +4,8 @@ splits of file sources, prompts for self-training, and the oracle.
 `config.data.sources` entries:
     {"format": "synthetic", "seed": 0, "n_sft": 400, "n_pairs": 400, "n_prompts": 64,
      "wrong_fraction": 0.2, "families": [...], "levels": [...]}
-    {"format": "hh_rlhf", "path": ..., "split": "train", "heldout_fraction": 0.1}
+    {"format": "hh_rlhf", "path": ..., "split": "train", "heldout_fraction": 0.1,
+     "max_records": 400}
     ... (any reader of `readers.READERS`, each with an optional split)
 
 A file source's split is a fixed function of each record's `source` ("file:line"),
@@ -85,9 +86,14 @@ def read_source(spec, on_bad_record: str = "raise", key: str = "data.sources[0]"
     split = split or spec.pop("split", "all")
     spec.pop("split", None)
     fraction = float(spec.pop("heldout_fraction", 0.1))
+    limit = spec.pop("max_records", None)
     if split not in SPLITS:
         raise ConfigError(f"config.{key}.split: {split!r} is not one of {SPLITS}")
-    return filter_split(readers.read_source(spec, on_bad_record, key), split, fraction)
+    records = filter_split(readers.read_source(spec, on_bad_record, key), split, fraction)
+    if limit:  # the first `limit` records of each kind (a smaller budget, same data)
+        records = Records(records.conversations[:limit], records.judgments[:limit],
+                          records.prompts[:limit], records.eval_items[:limit], records.stats)
+    return records
 
 
 def read_sources(specs: Sequence, on_bad_record: str = "raise",

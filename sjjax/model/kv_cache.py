@@ -1,6 +1,7 @@
 """The key/value cache used for prefill and one-token decode steps.
 
-One cache holds every layer: k, v [L, B, S, K, Dh]. Slots are filled left to
+One cache holds every layer: k, v [L, B, K, S, Dh] (kv-head major: each head's slots
+are contiguous, so attention reads them without a transpose). Slots are filled left to
 right; `index` is the next free slot (the same for every row, since batches are
 left-padded), and `positions` [B, S] holds each slot's rotary position, or -1
 where the slot holds no real token (padding, or a slot not yet written).
@@ -17,19 +18,19 @@ import jax.numpy as jnp
 
 from sjjax.model.config import ModelConfig
 
-CACHE_AXES = ("layers", "batch", "cache_length", "kv_heads", "head_dim")
+CACHE_AXES = ("layers", "batch", "kv_heads", "cache_length", "head_dim")
 
 
 class KVCache(NamedTuple):
-    k: jax.Array          # [L, B, S, K, Dh]
-    v: jax.Array          # [L, B, S, K, Dh]
+    k: jax.Array          # [L, B, K, S, Dh]
+    v: jax.Array          # [L, B, K, S, Dh]
     positions: jax.Array  # [B, S] int32, -1 = empty slot
     index: jax.Array      # [] int32, next slot to write
 
     @classmethod
     def empty(cls, cfg: ModelConfig, batch: int, capacity: int, dtype=None) -> "KVCache":
         dtype = dtype or cfg.compute_dtype
-        shape = (cfg.num_layers, batch, capacity, cfg.num_kv_heads, cfg.head_dim)
+        shape = (cfg.num_layers, batch, cfg.num_kv_heads, capacity, cfg.head_dim)
         return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
                    positions=jnp.full((batch, capacity), -1, jnp.int32),
                    index=jnp.zeros((), jnp.int32))
@@ -53,7 +54,7 @@ class KVCache(NamedTuple):
         if extra < 0:
             raise ValueError(f"cannot shrink a cache of {self.capacity} slots to {capacity}")
         pad = [(0, 0)] * 5
-        pad[2] = (0, extra)
+        pad[3] = (0, extra)
         return KVCache(k=jnp.pad(self.k, pad), v=jnp.pad(self.v, pad),
                        positions=jnp.pad(self.positions, [(0, 0), (0, extra)],
                                          constant_values=-1),

@@ -116,12 +116,13 @@ class AttentionInputs:
     """Per-forward attention geometry, computed once and shared by every layer.
 
     positions: [B, T] rotary positions of the new tokens.
-    mask: [B, 1, 1, T, S] bool, True where a query may attend to a key slot.
-    write_index: slot of the first new token in the cache, or None without a cache.
+    mask: [B, 1, 1, T, T] bool, new query t may attend to new key u (causal + padding).
+    cache_mask: [B, 1, 1, T, S] bool, new query t may attend to cached slot s; None
+      without a cache.
     """
     positions: jax.Array
     mask: jax.Array
-    write_index: jax.Array | None
+    cache_mask: jax.Array | None
 
 
 class Attention(nnx.Module):
@@ -138,8 +139,9 @@ class Attention(nnx.Module):
         self.num_kv_heads, self.head_dim = k, dh
 
     def __call__(self, x, geo: AttentionInputs, cache_kv, lora: bool):
-        """x: [B, T, d]; cache_kv: None or this layer's (k, v) [B, S, K, Dh] with the new
-        tokens already to be written at geo.write_index. Returns (out [B,T,d], (k, v))."""
+        """x: [B, T, d]; cache_kv: None, or this layer's cached (k, v) [B, K, S, Dh], read
+        only. Returns (out [B, T, d], (k, v) [B, T, K, Dh] of the new tokens), which the
+        caller writes into the cache once for all layers."""
         b, t, _ = x.shape
         dh, theta, scaling = self.rope
         inv_freq = inverse_frequencies(dh, theta, dict(scaling) if scaling else None)
@@ -147,21 +149,29 @@ class Attention(nnx.Module):
         k = apply_rope(self.k_proj(x, lora), geo.positions, inv_freq)  # [B,T,K,Dh]
         v = self.v_proj(x, lora)
         q = sharding.constrain(q, ("batch", "length", "heads", "head_dim"))
-        if cache_kv is not None:
-            zero = jnp.zeros((), jnp.int32)
-            idx = (zero, geo.write_index, zero, zero)
-            k = jax.lax.dynamic_update_slice(cache_kv[0], k.astype(cache_kv[0].dtype), idx)
-            v = jax.lax.dynamic_update_slice(cache_kv[1], v.astype(cache_kv[1].dtype), idx)
-        new_kv = (k, v)
         groups = q.shape[2] // self.num_kv_heads
         q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim)
         dt = q.dtype
-        scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(dt),
-                            preferred_element_type=jnp.float32) / math.sqrt(self.head_dim)
-        scores = jnp.where(geo.mask, scores, jnp.finfo(jnp.float32).min)
+        scale = 1.0 / math.sqrt(self.head_dim)
+        neg = jnp.finfo(jnp.float32).min
+
+        def scores_of(keys, mask, spec):
+            s = jnp.einsum(spec, q, keys.astype(dt), preferred_element_type=jnp.float32)
+            return jnp.where(mask, s * scale, neg)
+
+        # One softmax over [cached slots ; new tokens]: the cache is read in place, never
+        # copied or rewritten per layer (that traffic dominated one-token decode steps).
+        scores = scores_of(k, geo.mask, "btkgd,bskd->bkgts")
+        if cache_kv is not None:  # cached k, v: [B, K, S, Dh]
+            cached = scores_of(cache_kv[0], geo.cache_mask, "btkgd,bksd->bkgts")
+            scores = jnp.concatenate([cached, scores], -1)
         probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(dt)).reshape(b, t, -1, self.head_dim)
-        return self.o_proj(out, lora), new_kv
+        out = jnp.einsum("bkgts,bskd->btkgd", probs[..., -t:], v.astype(dt))
+        if cache_kv is not None:
+            out = out + jnp.einsum("bkgts,bksd->btkgd", probs[..., :-t],
+                                   cache_kv[1].astype(dt))
+        out = out.reshape(b, t, -1, self.head_dim)
+        return self.o_proj(out, lora), (k, v)
 
 
 class MLP(nnx.Module):
@@ -221,30 +231,29 @@ class Transformer(nnx.Module):
 
     # ---------------------------------------------------------------- geometry
     def _geometry(self, mask: jax.Array, cache: KVCache | None):
-        """Positions and attention mask for new tokens (and the updated cache positions)."""
+        """Positions and attention masks of the new tokens, and the cache's positions
+        after they are written."""
         mask = mask.astype(bool)
-        b, t = mask.shape
+        t = mask.shape[1]
         window = self.config.sliding_window
         offsets = jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1  # [B, T]
-        if cache is None:
-            positions = jnp.maximum(offsets, 0)
-            key_pos = jnp.where(mask, positions, -1)
-            q_slots = k_slots = jnp.arange(t)
-            write_index, new_cache_positions = None, None
-        else:
-            start = cache.next_positions()  # [B]
-            positions = start[:, None] + jnp.maximum(offsets, 0)
-            new_cache_positions = jax.lax.dynamic_update_slice(
-                cache.positions, jnp.where(mask, positions, -1), (0, cache.index))
-            key_pos = new_cache_positions
-            q_slots = cache.index + jnp.arange(t)
-            k_slots = jnp.arange(cache.positions.shape[1])
-            write_index = cache.index
-        allowed = (key_pos >= 0)[:, None, :] & (k_slots[None, None, :] <= q_slots[None, :, None])
+        start = 0 if cache is None else cache.next_positions()[:, None]
+        positions = start + jnp.maximum(offsets, 0)
+        key_pos = jnp.where(mask, positions, -1)
+        # New tokens: causal in slot order, real keys only (left padding, gaps).
+        new = (key_pos >= 0)[:, None, :] & jnp.tril(jnp.ones((t, t), bool))[None]
         if window is not None:
-            allowed &= (positions[:, :, None] - key_pos[:, None, :]) < window
-        geo = AttentionInputs(positions=positions, mask=allowed[:, None, None, :, :],
-                              write_index=write_index)
+            new &= (positions[:, :, None] - key_pos[:, None, :]) < window
+        cache_mask, new_cache_positions = None, None
+        if cache is not None:
+            # Every filled slot precedes the new tokens (slots fill left to right).
+            cache_mask = (cache.positions >= 0)[:, None, :] & jnp.ones((1, t, 1), bool)
+            if window is not None:
+                cache_mask &= (positions[:, :, None] - cache.positions[:, None, :]) < window
+            cache_mask = cache_mask[:, None, None]
+            new_cache_positions = jax.lax.dynamic_update_slice(cache.positions, key_pos,
+                                                               (0, cache.index))
+        geo = AttentionInputs(positions=positions, mask=new[:, None, None], cache_mask=cache_mask)
         return geo, new_cache_positions
 
     # ----------------------------------------------------------------- forward
@@ -264,30 +273,29 @@ class Transformer(nnx.Module):
 
         graphdef, *layer_params = nnx.split(self.layers, nnx.Param, LoRAParam, ...)
 
-        def layer_step(carry, params_i):
-            x, cache_k, cache_v, i = carry
+        def layer_step(x, layer_inputs):
+            params_i, cache_kv = layer_inputs
             layer = nnx.merge(graphdef, *params_i)
-            if cache_k is None:
-                x, _ = layer(x, geo, None, lora)
-            else:
-                kv = (cache_k[i], cache_v[i])
-                x, (k_i, v_i) = layer(x, geo, kv, lora)
-                # Write back only this layer's slice; the carry is updated in place.
-                cache_k = jax.lax.dynamic_update_index_in_dim(cache_k, k_i, i, 0)
-                cache_v = jax.lax.dynamic_update_index_in_dim(cache_v, v_i, i, 0)
-            return (x, cache_k, cache_v, i + 1), None
+            return layer(x, geo, cache_kv, lora)
 
         if cfg.remat != "none":
             layer_step = jax.checkpoint(layer_step, policy=_REMAT_POLICIES[cfg.remat],
                                         prevent_cse=False)
-        init = (x, None if cache is None else cache.k, None if cache is None else cache.v,
-                jnp.zeros((), jnp.int32))
-        (x, cache_k, cache_v, _), _ = jax.lax.scan(layer_step, init, tuple(layer_params))
+        cache_kv = None if cache is None else (cache.k, cache.v)
+        # The new tokens' keys/values of every layer come out stacked: [L, B, T, K, Dh].
+        x, (new_k, new_v) = jax.lax.scan(layer_step, x, (tuple(layer_params), cache_kv))
 
         new_cache = None
         if cache is not None:
-            new_cache = KVCache(k=cache_k, v=cache_v, positions=new_cache_positions,
-                                index=cache.index + tokens.shape[1])
+            at = (0, 0, 0, cache.index, 0)  # one in-place write for all layers
+
+            def write(buf, new):  # new: [L, B, T, K, Dh] -> the cache's [L, B, K, T, Dh]
+                return jax.lax.dynamic_update_slice(
+                    buf, jnp.swapaxes(new, 2, 3).astype(buf.dtype), at)
+
+            new_cache = KVCache(
+                k=write(cache.k, new_k), v=write(cache.v, new_v),
+                positions=new_cache_positions, index=cache.index + tokens.shape[1])
         if logits == "last":
             x = x[:, -1]
         x = self.final_norm(x)

@@ -8,7 +8,6 @@ import os
 from typing import Any
 
 import jax
-import numpy as np
 
 from sjjax import assets
 from sjjax.checkpoint import is_run_dir

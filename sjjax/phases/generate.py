@@ -14,7 +14,7 @@ import numpy as np
 from sjjax.config import ConfigError
 from sjjax.data.templates import ChatEncoder
 from sjjax.phases.common import load_policy, sampling_params
-from sjjax.sampling import Sampler, bucket
+from sjjax.sampling import Sampler, decode_response, left_pad
 
 
 def validate(config) -> None:
@@ -22,16 +22,6 @@ def validate(config) -> None:
         raise ConfigError("config.generate: missing (prompts, interactive, system)")
     if not config.generate.interactive and not config.generate.prompts:
         raise ConfigError("config.generate.prompts: empty and interactive=False: nothing to do")
-
-
-def _left_pad(rows: list[np.ndarray], pad_id: int, multiple: int):
-    width = bucket(max(len(r) for r in rows), multiple)
-    tokens = np.full((len(rows), width), pad_id, np.int32)
-    mask = np.zeros((len(rows), width), bool)
-    for i, r in enumerate(rows):
-        tokens[i, width - len(r):] = r
-        mask[i, width - len(r):] = True
-    return tokens, mask
 
 
 def run(config):
@@ -47,14 +37,14 @@ def run(config):
 
     def reply(conversations):
         nonlocal key
-        tokens, mask = _left_pad([encoder.encode_prompt(c) for c in conversations],
+        tokens, mask = left_pad([encoder.encode_prompt(c) for c in conversations],
                                  tok.pad_token_id, config.sampling.prompt_bucket)
         key, sub = jax.random.split(key)
         out = sampler(policy.params, policy.lora, tokens, mask, sub, params)
         texts = []
         for row in range(len(conversations)):
             ids = np.asarray(out.tokens[row, :int(out.lengths[row])])
-            texts.append(tok.decode(ids, skip_special_tokens=True).strip())
+            texts.append(decode_response(tok, ids, policy.eos_ids))
         return texts
 
     results = []

@@ -125,7 +125,8 @@ def plan(config) -> list[tuple[str, ml_collections.ConfigDict]]:
         base_source = presets.make("jsft", config.preset).model.source
         sources = {"base": base_source, **{m: f"{root}/{m}" for m in models}}
         for name, source in sources.items():
-            sizes = tuple(config.tournament_sizes) if name == models[-1] else ()
+            # The N-sweep for the Judge Model and for the last self-trained policy.
+            sizes = tuple(config.tournament_sizes) if name in ("jsft", models[-1]) else ()
             steps.append((f"eval_{name}", phase_config(
                 config, "evaluate", f"{root}/eval/{name}", source,
                 **{"evaluate.tournament_sizes": sizes, "evaluate.label": name})))

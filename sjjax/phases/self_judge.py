@@ -22,9 +22,7 @@ from __future__ import annotations
 import logging
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from sjjax.config import ConfigError
 from sjjax.data.sources import load_oracle, load_prompts
@@ -32,10 +30,8 @@ from sjjax.data.templates import ChatEncoder, JudgePromptBuilder
 from sjjax.judge import Judge
 from sjjax.losses import DPOType
 from sjjax.metrics import summary_line
-from sjjax.model.loading import build_model
-from sjjax.model.transformer import split_params
 from sjjax.phases.common import load_policy, sampling_params
-from sjjax.sampling import Sampler, bucket
+from sjjax.sampling import Sampler, bucket, decode_response, left_pad
 from sjjax.train import loop
 from sjjax.train.optim import make_optimizer
 from sjjax.train.steps import LossSpec, make_dpo_step
@@ -67,16 +63,6 @@ def prompts_for_step(num_prompts: int, per_step: int, step: int, seed: int) -> n
         order = np.random.default_rng([seed, epoch]).permutation(num_prompts)
         indices.extend(order[offset:offset + per_step - len(indices)].tolist())
     return np.asarray(indices)
-
-
-def left_pad(rows, pad_id: int, multiple: int):
-    width = bucket(max(len(r) for r in rows), multiple)
-    tokens = np.full((len(rows), width), pad_id, np.int32)
-    mask = np.zeros((len(rows), width), bool)
-    for i, r in enumerate(rows):
-        tokens[i, width - len(r):] = r
-        mask[i, width - len(r):] = True
-    return tokens, mask
 
 
 def dpo_rows(prompt_ids, chosen, rejected, valid, pad_id: int, accum: int, multiple: int):
@@ -116,32 +102,22 @@ def pair_outcomes(samples, scores, a_wins):
 
 
 def run(config):
+    start_rss = loop.current_rss_bytes()  # before any weights are loaded
     policy = load_policy(config)
     tok = policy.tokenizer
     sj = config.self_judge
     prompts = load_prompts(config, split="train")
     oracle = load_oracle(config)
     total = int(sj.steps)
-    ctx = loop.open_run(config, policy.model_config, tok, total)
+    ctx = loop.open_run(config, policy.model_config, tok, total, start_rss)
     mesh, rules = ctx.mesh, ctx.rules
 
-    # ---------------------------------------------------------------- weights
-    base = loop.shard_weights(policy.params, mesh, rules)
-    use_lora = bool(config.lora.enabled)
-    if use_lora:
-        model = build_model(policy.model_config, policy.params)
-        model.add_lora(config.lora.rank, config.lora.alpha, tuple(config.lora.targets),
-                       nnx.Rngs(params=config.seed + 1))
-        graphdef, _, lora = split_params(model)
-        del model
-        trainable, frozen, ref = loop.shard_weights(lora, mesh, rules), base, {}
-    else:
-        graphdef = policy.graphdef
-        trainable = jax.tree.map(jnp.copy, base)  # the policy; `base` stays the reference
-        frozen, ref = {}, base
+    weights = loop.prepare_weights(policy, config, mesh, rules, needs_reference=True)
+    use_lora, graphdef = weights.use_lora, weights.graphdef
+    frozen, ref, base = weights.frozen, weights.ref, weights.base
 
     optimizer, schedule = make_optimizer(config.train, total)
-    state = loop.init_state(trainable, optimizer, config.seed, mesh)
+    state = loop.init_state(weights.trainable, optimizer, config.seed, mesh)
     state, meta = loop.restore_state(ctx, state)
     spec = LossSpec(lora=use_lora, beta=config.dpo.beta, dpo_type=config.dpo.loss_type,
                     label_smoothing=config.dpo.label_smoothing)
@@ -173,7 +149,7 @@ def run(config):
         responses = [gen[r, :lengths[r]] for r in range(len(gen))]
         t_sample = timer.lap()
 
-        texts = [_response_text(tok, r, policy.eos_ids) for r in responses]
+        texts = [decode_response(tok, r, policy.eos_ids) for r in responses]
         pairs = [(prompts[i].context, texts[2 * k], texts[2 * k + 1]) for k, i in enumerate(idx)]
         if sj.judge == "reference":  # the frozen JM: base weights, adapters off
             judged = judge(base, _policy_lora(state, use_lora), pairs, use_lora=False)
@@ -208,7 +184,9 @@ def run(config):
         row = {k: float(v) for k, v in metrics.items()}
         row.update({
             "pairs/identical": float(identical.mean()),
-            "judge/position_consistency": judged.position_consistency,
+            # over distinct pairs: identical responses are judged the same in both orders
+            "judge/position_consistency": (float(judged.consistent[~identical].mean())
+                                           if (~identical).any() else float("nan")),
             "judge/ties": judged.ties,
             "response/length_mean": float(lengths.mean()),
             "response/eos_rate": float(np.mean(lengths < config.sampling.max_new_tokens)),
@@ -228,8 +206,7 @@ def run(config):
             last_saved = step + 1
     progress.close()
 
-    final = (loop.merge_lora(base, state.trainable, config.lora.alpha / config.lora.rank)
-             if use_lora else state.trainable)
+    final = weights.final(state.trainable)
     summary = loop.summarize(ctx.metrics.path, "self_judge")
     loop.finish(ctx, final, total, summary)
     print(summary_line("self_judge", summary), flush=True)
@@ -242,8 +219,3 @@ def _policy_params(state, frozen, use_lora):
 
 def _policy_lora(state, use_lora):
     return state.trainable if use_lora else None
-
-
-def _response_text(tokenizer, ids, eos_ids) -> str:
-    ids = [int(t) for t in ids if int(t) not in eos_ids]
-    return tokenizer.decode(ids, skip_special_tokens=True).strip()

@@ -62,11 +62,16 @@ def add_self_sample_pairs(config) -> dict | None:
 
 def label_samples(prompts, texts, oracle) -> tuple[list[dict], dict]:
     """Every distinct wrong sample of a prompt, paired with a correct sample of the same
-    prompt (cycling through the distinct correct ones) -> preference rows + counts."""
+    prompt (cycling through the distinct correct ones) -> preference rows + counts.
+
+    Empty samples (the policy stopped at once) are counted but not paired: the
+    preference readers reject empty responses as malformed data."""
     rows, counts = [], dict(prompts=len(prompts), samples=0, distinct=0, correct=0,
-                            prompts_without_correct=0, prompts_without_wrong=0, pairs=0)
+                            empty=0, prompts_without_correct=0, prompts_without_wrong=0,
+                            pairs=0)
     for prompt, samples in zip(prompts, texts):
-        distinct = list(dict.fromkeys(t.strip() for t in samples))
+        counts["empty"] += sum(not t.strip() for t in samples)
+        distinct = list(dict.fromkeys(t.strip() for t in samples if t.strip()))
         right = [t for t in distinct if oracle(prompt.meta, t)]
         wrong = [t for t in distinct if not oracle(prompt.meta, t)]
         counts["samples"] += len(samples)

@@ -13,15 +13,11 @@ from __future__ import annotations
 import logging
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from sjjax.config import ConfigError
 from sjjax.data import datasets
 from sjjax.metrics import summary_line
-from sjjax.model.loading import build_model
-from sjjax.model.transformer import split_params
 from sjjax.phases.common import export_if_asked, load_policy
 from sjjax.phases.self_samples import add_self_sample_pairs
 from sjjax.train import loop
@@ -62,6 +58,7 @@ def run(config):
     phase = config.phase
     mode = {"jsft": "jsft", "sft": "sft", "dpo": "dpo"}[phase]
     pairs = mode == "dpo"
+    start_rss = loop.current_rss_bytes()  # before any weights are loaded
     if mode == "jsft":
         add_self_sample_pairs(config)  # optional: judge data from a model's own samples
     policy = load_policy(config)
@@ -72,28 +69,15 @@ def run(config):
     if total <= 0:
         raise ConfigError("config.train.steps: 0 and the data stream is endless "
                           "(config.data.num_epochs=None): set one of them")
-    ctx = loop.open_run(config, policy.model_config, tok, total)
+    ctx = loop.open_run(config, policy.model_config, tok, total, start_rss)
     mesh, rules = ctx.mesh, ctx.rules
 
-    # ---------------------------------------------------------------- weights
-    base = loop.shard_weights(policy.params, mesh, rules)
-    use_lora = bool(config.lora.enabled)
-    graphdef = policy.graphdef
-    if use_lora:
-        model = build_model(policy.model_config, policy.params)
-        model.add_lora(config.lora.rank, config.lora.alpha, tuple(config.lora.targets),
-                       nnx.Rngs(params=config.seed + 1))
-        graphdef, _, lora = split_params(model)
-        del model
-        trainable, frozen, ref = loop.shard_weights(lora, mesh, rules), base, {}
-    else:
-        # Full fine-tuning trains the weights in place; DPO keeps the start as reference.
-        trainable = jax.tree.map(jnp.copy, base) if pairs else base
-        frozen, ref = {}, (base if pairs else {})
+    weights = loop.prepare_weights(policy, config, mesh, rules, needs_reference=pairs)
+    use_lora, graphdef = weights.use_lora, weights.graphdef
+    frozen, ref = weights.frozen, weights.ref
 
     optimizer, schedule = make_optimizer(config.train, total)
-    state = loop.init_state(trainable, optimizer, config.seed, mesh)
-    del trainable
+    state = loop.init_state(weights.trainable, optimizer, config.seed, mesh)
     state, meta = loop.restore_state(ctx, state)
     if meta.get("data"):
         stream.set_state(meta["data"])
@@ -128,8 +112,7 @@ def run(config):
             last_saved = step + 1
     progress.close()
 
-    final = (loop.merge_lora(base, state.trainable, config.lora.alpha / config.lora.rank)
-             if use_lora else state.trainable)
+    final = weights.final(state.trainable)
     summary = loop.summarize(ctx.metrics.path, phase)
     summary["examples"] = len(prepared)
     summary["example_stats"] = prepared.stats.get("examples", {})

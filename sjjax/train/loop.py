@@ -61,6 +61,51 @@ def merge_lora(params: dict, lora: dict, scale: float) -> dict:
 
 
 @dataclasses.dataclass
+class Weights:
+    """The weight trees of a training phase.
+
+    Full fine-tuning: `trainable` are the weights; `ref` is a frozen copy of the start
+    when the phase needs a reference (DPO, self-judge), else {}.
+    LoRA: `trainable` are the adapters; `frozen` is the one copy of the base weights,
+    which also serves as the reference and the judge (adapters off).
+    """
+    graphdef: Any        # the policy's graph (with adapters under LoRA)
+    trainable: dict
+    frozen: dict
+    ref: dict
+    base: dict           # the starting weights (= frozen with LoRA, = ref without)
+    lora_scale: float    # alpha / rank, or 0 without LoRA
+
+    @property
+    def use_lora(self) -> bool:
+        return bool(self.lora_scale)
+
+    def final(self, trainable: dict) -> dict:
+        """Full weights for the next phase: adapters folded into the base under LoRA."""
+        return merge_lora(self.base, trainable, self.lora_scale) if self.use_lora else trainable
+
+
+def prepare_weights(policy, config, mesh, rules, needs_reference: bool) -> Weights:
+    """Shards the policy's weights on the mesh and attaches LoRA adapters if enabled."""
+    from flax import nnx
+
+    from sjjax.model.loading import build_model
+    from sjjax.model.transformer import split_params
+
+    base = shard_weights(policy.params, mesh, rules)
+    if config.lora.enabled:
+        model = build_model(policy.model_config, policy.params)
+        model.add_lora(config.lora.rank, config.lora.alpha, tuple(config.lora.targets),
+                       nnx.Rngs(params=config.seed + 1))
+        graphdef, _, lora = split_params(model)
+        return Weights(graphdef, shard_weights(lora, mesh, rules), base, {}, base,
+                       config.lora.alpha / config.lora.rank)
+    # Full fine-tuning updates `trainable` in place (donated): keep a separate reference.
+    trainable = jax.tree.map(jnp.copy, base) if needs_reference else base
+    return Weights(policy.graphdef, trainable, {}, base if needs_reference else {}, base, 0.0)
+
+
+@dataclasses.dataclass
 class RunContext:
     """Everything a phase's loop needs, built once."""
     config: Any
@@ -70,6 +115,7 @@ class RunContext:
     metrics: MetricsLogger
     start_step: int
     meta: dict
+    start_rss: int = 0
 
 
 def shard_weights(tree: dict, mesh, rules) -> dict:
@@ -123,7 +169,8 @@ def compile_step(step_fn: Callable, state: TrainState, static_args: tuple, batch
                    out_shardings=(state_sh, None), donate_argnums=(0,))
 
 
-def open_run(config, model_config, tokenizer, total_steps: int) -> RunContext:
+def open_run(config, model_config, tokenizer, total_steps: int,
+             start_rss: int = 0) -> RunContext:
     """Creates run_dir (config, model spec), the mesh, the checkpointer and the logger,
     and finds the step to resume from."""
     run_dir = config.run_dir
@@ -139,7 +186,8 @@ def open_run(config, model_config, tokenizer, total_steps: int) -> RunContext:
                             resume_step=start if start else None)
     if start:
         log.info("resuming %s from step %d of %d", run_dir, start, total_steps)
-    return RunContext(config, mesh, rules, checkpointer, metrics, start, {})
+    return RunContext(config, mesh, rules, checkpointer, metrics, start, {},
+                      start_rss or current_rss_bytes())
 
 
 def restore_state(ctx: RunContext, state: TrainState) -> tuple[TrainState, dict]:
@@ -183,10 +231,34 @@ class Progress:
 
 def finish(ctx: RunContext, params_for_next_phase: dict, step: int, summary: dict):
     """Writes the final parameters (LoRA merged) and a one-line summary."""
+    summary.update(memory_summary(ctx.start_rss))
     save_final(ctx.config.run_dir, params_for_next_phase,
                {"step": int(step), "phase": ctx.config.phase, "summary": summary})
     ctx.metrics.close()
     ctx.checkpointer.close()
+
+
+def current_rss_bytes() -> int:
+    """Resident memory of this process now (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident memory so far (the host memory high-water mark)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def memory_summary(start_rss: int) -> dict:
+    """Peak host memory, and the part above the process's memory when the phase started
+    (imports, tokenizer, XLA runtime excluded): what `sjjax.plan` estimates on CPU."""
+    peak = peak_rss_bytes()
+    return {"memory/peak_rss_gib": peak / 2 ** 30,
+            "memory/peak_above_start_gib": max(peak - start_rss, 0) / 2 ** 30}
 
 
 class Throughput:

@@ -94,14 +94,37 @@ def test_shared_prefix_equals_full_prompts(smollm2_judge, smollm2):
 
 def test_batch_layout_and_no_recompilation(smollm2_judge):
     judge, params = smollm2_judge
-    batch, _ = judge.build_batch(PAIRS[:2], rows=4)
-    # the prefix ends where the first response starts; suffixes differ by order
-    ab = judge.builder.prompt("helpfulness", *PAIRS[0])
-    assert batch.prefix_tokens[0, -len(ab.prefix):].tolist() == ab.prefix
-    assert batch.suffix_tokens[0, 0, -len(ab.suffix):].tolist() == ab.suffix
-    ba = judge.builder.prompt("helpfulness", PAIRS[0][0], PAIRS[0][2], PAIRS[0][1])
-    assert batch.suffix_tokens[0, 1, -len(ba.suffix):].tolist() == ba.suffix
+    batch, _ = judge.build_batch(PAIRS[:2], rows=6)
+    rows = lambda tokens, mask: [t[m].tolist() for t, m in zip(tokens, mask)]  # noqa: E731
+    prefixes = rows(batch.prefix_tokens, batch.prefix_mask)
+    for i, (context, a, b) in enumerate(PAIRS[:2]):
+        for p, principle in enumerate(judge.principles):
+            r = i * len(judge.principles) + p  # row of (pair i, principle p)
+            ab = judge.builder.prompt(principle, context, a, b)
+            ba = judge.builder.prompt(principle, context, b, a)
+            # shared stage + each order's stage = that order's full prompt, token for token
+            for order, full in enumerate((ab, ba)):
+                suffix = batch.suffix_tokens[r, order][batch.suffix_mask[r, order]].tolist()
+                assert prefixes[r] + suffix == full.ids.tolist()
+            assert ab.prefix[:len(prefixes[r])] == prefixes[r]  # only shared tokens shared
+    assert batch.prefix_mask.shape[1] > 0, "these pairs should share a computed prefix"
     judge(params, None, PAIRS[:2])
     count = judge.compiled_count()
     judge(params, None, [(c, b, a) for c, a, b in PAIRS[:2]])
     assert judge.compiled_count() == count
+
+
+def test_split_point_minimises_padded_tokens():
+    from sjjax.judge import split_point
+    # One row with a long context, one with long responses: splitting at the responses
+    # would pad both stages; spilling part of the long context into the second stage
+    # (computed twice) costs less.
+    prefixes, suffixes = [[0] * 200, [0] * 40], [40, 200]
+    tp, ts = split_point(prefixes, suffixes, rows=2, multiple=8)
+    cost = 2 * tp + 4 * ts
+    assert cost == min(2 * t + 4 * max(s + max(0, len(p) - t)
+                                        for p, s in zip(prefixes, suffixes))
+                       for t in range(0, 201, 8))
+    assert cost < 2 * 200 + 4 * 200  # the naive split: pad both stages to their maxima
+    # identical lengths: the whole shared part is computed once
+    assert split_point([[0] * 64] * 3, [32] * 3, rows=3, multiple=16) == (64, 32)

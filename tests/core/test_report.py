@@ -43,5 +43,5 @@ def test_report_table_and_plots(tmp_path):
     jsft = next(i for i, l in enumerate(lines) if l.startswith("| JSFT "))
     assert base < jsft  # models in pipeline order
     assert "Self-Judge (1 iter.) + tournament N=16 | 0.700" in text
-    for name in ("n_sweep.png", "iterations.png", "self_judge.png"):
+    for name in ("n_sweep_self_judge_1.png", "iterations.png", "self_judge.png"):
         assert os.path.getsize(os.path.join(os.path.dirname(path), name)) > 1000

@@ -70,14 +70,20 @@ def test_first_token_distribution_matches_exact_probabilities(tiny, params):
     np.testing.assert_allclose(out.logprobs[:, 0], logp[out.tokens[:, 0]], atol=1e-5)
 
 
-def test_choose_tokens_matches_reference_on_many_rows():
+@pytest.mark.parametrize("candidates", [256, 3])  # 3: the nucleus never fits -> bisection
+@pytest.mark.parametrize("params", [SamplingParams(temperature=0.8, top_k=10, top_p=0.9),
+                                    SamplingParams(temperature=1.2, top_p=0.7),
+                                    SamplingParams(temperature=0.5, top_k=5)])
+def test_choose_tokens_matches_reference_on_many_rows(monkeypatch, candidates, params):
+    import sjjax.sampling
+    monkeypatch.setattr(sjjax.sampling, "CANDIDATES", candidates)
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(CFG.vocab_size,)) * 2
-    params = SamplingParams(temperature=0.8, top_k=10, top_p=0.9)
     rows = jnp.tile(jnp.asarray(logits, jnp.float32), (20000, 1))
     tokens = np.asarray(choose_tokens(rows, jax.random.key(1), params))
     counts = np.bincount(tokens, minlength=CFG.vocab_size)
-    assert chi_square_pvalue(counts, reference_distribution(logits, 0.8, 10, 0.9)) > 1e-3
+    expected = reference_distribution(logits, params.temperature, params.top_k, params.top_p)
+    assert chi_square_pvalue(counts, expected) > 1e-3
 
 
 def test_fixed_key_reproduces_and_no_recompilation(tiny):
