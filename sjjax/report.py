@@ -153,6 +153,48 @@ def _plot_training(root: str, path: str) -> bool:
     return True
 
 
+def self_judge_summary(rows: list[dict], edge_steps: int = 5) -> dict:
+    """One self-judge run's metrics rows -> its training summary.
+
+    judge_agreement: the judge's agreement with the oracle on the policy's own
+    informative pairs (exactly one response correct), pooled over steps by weighting
+    each step with its share of informative pairs. sample_accuracy_first/last: the
+    policy's oracle accuracy over the first and last `edge_steps` steps."""
+    def mean(key, subset=None):
+        vals = [r[key] for r in (rows if subset is None else subset)
+                if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+        return sum(vals) / len(vals) if vals else None
+    weights = [(r.get("oracle/informative_pairs") or 0.0, r.get("oracle/judge_agreement"))
+               for r in rows]
+    weights = [(w, a) for w, a in weights
+               if w > 0 and isinstance(a, (int, float)) and math.isfinite(a)]
+    total = sum(w for w, _ in weights)
+    return {"steps": len(rows),
+            "identical_pairs": mean("pairs/identical"),
+            "informative_pairs": mean("oracle/informative_pairs"),
+            "judge_agreement": sum(w * a for w, a in weights) / total if total else None,
+            "position_consistency": mean("judge/position_consistency"),
+            "sample_accuracy_first": mean("oracle/sample_accuracy", rows[:edge_steps]),
+            "sample_accuracy_last": mean("oracle/sample_accuracy", rows[-edge_steps:])}
+
+
+def _training_table(root: str) -> list[str]:
+    from sjjax.metrics import read_metrics
+    runs = sorted(d for d in os.listdir(root) if d.startswith("self_judge_"))
+    summaries = {r: self_judge_summary(read_metrics(os.path.join(root, r), "self_judge"))
+                 for r in runs}
+    summaries = {r: s for r, s in summaries.items() if s["steps"]}
+    if not summaries:
+        return []
+    cols = ("steps", "identical_pairs", "informative_pairs", "judge_agreement",
+            "position_consistency", "sample_accuracy_first", "sample_accuracy_last")
+    lines = ["| run | " + " | ".join(c.replace("_", " ") for c in cols) + " |",
+             "|" + "---|" * (len(cols) + 1)]
+    lines += [f"| {LABELS.get(r, r)} | " + " | ".join(_fmt(s[c]) for c in cols) + " |"
+              for r, s in summaries.items()]
+    return lines + [""]
+
+
 def write_report(root: str) -> str:
     """Writes <root>/report/report.md (+ PNGs); returns the Markdown path."""
     out_dir = os.path.join(root, "report")
@@ -191,7 +233,7 @@ def write_report(root: str) -> str:
         lines += ["## Self-judge training", "",
                   "The judge's agreement with the oracle on the policy's own informative "
                   "pairs (exactly one response correct) decides whether self-training helps.",
-                  "", "![self-judge](self_judge.png)", ""]
+                  "", "![self-judge](self_judge.png)", ""] + _training_table(root)
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))

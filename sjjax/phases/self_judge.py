@@ -102,7 +102,7 @@ def pair_outcomes(samples, scores, a_wins):
 
 
 def run(config):
-    start_rss = loop.current_rss_bytes()  # before any weights are loaded
+    start_rss = loop.start_memory_measurement()  # before any weights are loaded
     policy = load_policy(config)
     tok = policy.tokenizer
     sj = config.self_judge

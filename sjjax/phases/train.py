@@ -58,7 +58,7 @@ def run(config):
     phase = config.phase
     mode = {"jsft": "jsft", "sft": "sft", "dpo": "dpo"}[phase]
     pairs = mode == "dpo"
-    start_rss = loop.current_rss_bytes()  # before any weights are loaded
+    start_rss = loop.start_memory_measurement()  # before any weights are loaded
     if mode == "jsft":
         add_self_sample_pairs(config)  # optional: judge data from a model's own samples
     policy = load_policy(config)
@@ -116,6 +116,8 @@ def run(config):
     summary = loop.summarize(ctx.metrics.path, phase)
     summary["examples"] = len(prepared)
     summary["example_stats"] = prepared.stats.get("examples", {})
+    # The longest padded batch this run compiled for: where its peak memory was reached.
+    summary["max_batch_length"] = max(compiled, default=0)
     loop.finish(ctx, final, total, summary)
     export_if_asked(config, policy.model_config, final, tok)
     print(summary_line(phase, summary, ["steps", "loss", "sft_loss", "judge_loss",

@@ -238,6 +238,13 @@ def finish(ctx: RunContext, params_for_next_phase: dict, step: int, summary: dic
     ctx.checkpointer.close()
 
 
+def start_memory_measurement() -> int:
+    """Call when a phase starts: restarts the peak measurement and returns the resident
+    memory now, the baseline of `memory_summary`."""
+    reset_peak_rss()
+    return current_rss_bytes()
+
+
 def current_rss_bytes() -> int:
     """Resident memory of this process now (Linux /proc; 0 where unavailable)."""
     try:
@@ -247,8 +254,27 @@ def current_rss_bytes() -> int:
         return 0
 
 
+def reset_peak_rss() -> None:
+    """Restarts the kernel's high-water mark of this process's resident memory (Linux:
+    writing 5 to /proc/self/clear_refs), so that a phase run after another in the same
+    process (the pipeline) measures its own peak. A no-op where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def peak_rss_bytes() -> int:
-    """The process's peak resident memory so far (the host memory high-water mark)."""
+    """The process's peak resident memory since the last `reset_peak_rss` (VmHWM), or
+    since it started where /proc is unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 

@@ -3,7 +3,9 @@
 import json
 import os
 
-from sjjax.report import write_report
+import math
+
+from sjjax.report import self_judge_summary, write_report
 
 
 def _eval(root, name, greedy, judge, tournament=None):
@@ -45,3 +47,19 @@ def test_report_table_and_plots(tmp_path):
     assert "Self-Judge (1 iter.) + tournament N=16 | 0.700" in text
     for name in ("n_sweep_self_judge_1.png", "iterations.png", "self_judge.png"):
         assert os.path.getsize(os.path.join(os.path.dirname(path), name)) > 1000
+
+
+def test_self_judge_summary_pools_agreement_over_informative_pairs():
+    rows = [{"oracle/informative_pairs": 0.25, "oracle/judge_agreement": 1.0,
+             "pairs/identical": 0.5, "oracle/sample_accuracy": 0.2},
+            {"oracle/informative_pairs": 0.0, "oracle/judge_agreement": float("nan"),
+             "pairs/identical": 0.7, "oracle/sample_accuracy": 0.4},
+            {"oracle/informative_pairs": 0.75, "oracle/judge_agreement": 0.0,
+             "pairs/identical": 0.3, "oracle/sample_accuracy": 0.6}]
+    s = self_judge_summary(rows, edge_steps=2)
+    # (0.25 * 1 + 0.75 * 0) / (0.25 + 0.75): the step with no informative pair is out.
+    assert math.isclose(s["judge_agreement"], 0.25)
+    assert math.isclose(s["identical_pairs"], 0.5)
+    assert math.isclose(s["sample_accuracy_first"], 0.3)
+    assert math.isclose(s["sample_accuracy_last"], 0.5)
+    assert s["steps"] == 3
