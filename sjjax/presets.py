@@ -8,7 +8,7 @@ phase (and the pipeline wires their run directories together).
     llama2_7b     the paper's settings (Llama-2-7B, TPU/GPU)
     llama3_8b, mistral_7b   the same recipe on other 7-8B models
 
-The TPU presets (model architecture, meshes, slices) are in configs/pod.py.
+On TPU slices, configs/pod.py puts the 7-8B presets on a mesh (docs/scale.md).
 """
 
 from __future__ import annotations

@@ -459,3 +459,36 @@ def test_cli_json_and_table(tmp_path):
                           text=True, env=env, cwd=ROOT, timeout=300)
     assert proc.returncode == 2 and proc.stdout == ""
     assert "error: config.model.source: 'no_such_model'" in proc.stderr
+
+
+def _pod_configs():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pod", os.path.join(ROOT, "configs", "pod.py"))
+    pod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pod)
+    return pod
+
+
+@pytest.mark.parametrize("model", ["llama2_7b", "llama3_8b", "mistral_7b"])
+def test_pod_presets_fit_their_slices(model):
+    """Every 7-8B preset fits every slice of configs/pod.py, LoRA and full fine-tuning
+    (the table in docs/scale.md), and LoRA needs less memory than full fine-tuning."""
+    pod = _pod_configs()
+    for slice_name, spec in pod.SLICES.items():
+        for phase in ("jsft", "self_judge"):
+            peaks = {}
+            for mode in ("full", "lora"):
+                p = plan.plan_config(pod.get_config(f"{model},{phase},{slice_name},{mode}"))
+                assert p.inputs.device == slice_name.split("-")[0].replace("v5litepod", "v5e")
+                assert p.inputs.num_devices == int(np.prod(spec["mesh"]))
+                assert p.fits, (model, phase, slice_name, mode, p.peak / plan.GIB)
+                peaks[mode] = p.peak
+            assert peaks["lora"] < peaks["full"]
+
+
+def test_pod_config_rejects_unknown_fields():
+    pod = _pod_configs()
+    with pytest.raises(ValueError, match="slice 'v9-8'"):
+        pod.get_config("llama2_7b,jsft,v9-8")
+    with pytest.raises(ValueError, match="preset"):
+        pod.get_config("tiny,jsft,v4-32")
