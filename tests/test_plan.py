@@ -357,7 +357,7 @@ def test_self_judge_lora_config():
     assert row(p, "judge KV caches").per_device * 16 == row(p, "judge KV caches").global_bytes
 
 
-def test_model_config_from_sources(tmp_path):
+def test_model_config_from_sources(tmp_path, monkeypatch):
     c = base_config("jsft")
     c.model.source = "tiny"
     cfg = plan.model_config_from(c)
@@ -389,6 +389,7 @@ def test_model_config_from_sources(tmp_path):
         c.model.source = source
         cfg = plan.model_config_from(c)
         assert cfg.num_params() > 6e9 and cfg.remat == "full", source
+    monkeypatch.chdir(tmp_path)  # "runs/tiny/jsft" must not exist (no real run here)
     c.model.source = "runs/tiny/jsft"
     c.model.tiny.tokenizer_seed = 3  # not a ModelConfig field: ignored
     assert plan.model_config_from(c).vocab_size == 300
