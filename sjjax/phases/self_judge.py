@@ -102,14 +102,14 @@ def pair_outcomes(samples, scores, a_wins):
 
 
 def run(config):
-    start_rss = loop.start_memory_measurement()  # before any weights are loaded
+    memory = loop.PeakMemory()  # before any weights are loaded
     policy = load_policy(config)
     tok = policy.tokenizer
     sj = config.self_judge
     prompts = load_prompts(config, split="train")
     oracle = load_oracle(config)
     total = int(sj.steps)
-    ctx = loop.open_run(config, policy.model_config, tok, total, start_rss)
+    ctx = loop.open_run(config, policy.model_config, tok, total, memory)
     mesh, rules = ctx.mesh, ctx.rules
 
     weights = loop.prepare_weights(policy, config, mesh, rules, needs_reference=True)

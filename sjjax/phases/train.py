@@ -58,7 +58,7 @@ def run(config):
     phase = config.phase
     mode = {"jsft": "jsft", "sft": "sft", "dpo": "dpo"}[phase]
     pairs = mode == "dpo"
-    start_rss = loop.start_memory_measurement()  # before any weights are loaded
+    memory = loop.PeakMemory()  # before any weights are loaded
     if mode == "jsft":
         add_self_sample_pairs(config)  # optional: judge data from a model's own samples
     policy = load_policy(config)
@@ -69,7 +69,7 @@ def run(config):
     if total <= 0:
         raise ConfigError("config.train.steps: 0 and the data stream is endless "
                           "(config.data.num_epochs=None): set one of them")
-    ctx = loop.open_run(config, policy.model_config, tok, total, start_rss)
+    ctx = loop.open_run(config, policy.model_config, tok, total, memory)
     mesh, rules = ctx.mesh, ctx.rules
 
     weights = loop.prepare_weights(policy, config, mesh, rules, needs_reference=pairs)
@@ -97,8 +97,11 @@ def run(config):
         real_tokens = int(batch["mask"].sum())
         batch = loop.batch_to_device(batch, mesh, rules)
         length = batch["tokens"].shape[-1]
-        if length not in compiled:  # one compilation per length bucket
-            compiled[length] = loop.compile_step(step_core, state, extra, batch, mesh)
+        if length not in compiled:  # one compilation per length bucket, ahead of time
+            with memory.excluded():
+                compiled[length] = loop.compile_step(step_core, state, extra, batch,
+                                                     mesh).lower(state, *extra, batch).compile()
+            memory.add_compiled(compiled[length])
         state, metrics = compiled[length](state, *extra, batch)
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         loop.check_finite(metrics, step + 1, config.run_dir, last_saved)

@@ -12,6 +12,7 @@ the run before anything is saved, keeping the last good checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -115,7 +116,7 @@ class RunContext:
     metrics: MetricsLogger
     start_step: int
     meta: dict
-    start_rss: int = 0
+    memory: "PeakMemory | None" = None
 
 
 def shard_weights(tree: dict, mesh, rules) -> dict:
@@ -170,7 +171,7 @@ def compile_step(step_fn: Callable, state: TrainState, static_args: tuple, batch
 
 
 def open_run(config, model_config, tokenizer, total_steps: int,
-             start_rss: int = 0) -> RunContext:
+             memory: "PeakMemory | None" = None) -> RunContext:
     """Creates run_dir (config, model spec), the mesh, the checkpointer and the logger,
     and finds the step to resume from."""
     run_dir = config.run_dir
@@ -187,7 +188,7 @@ def open_run(config, model_config, tokenizer, total_steps: int,
     if start:
         log.info("resuming %s from step %d of %d", run_dir, start, total_steps)
     return RunContext(config, mesh, rules, checkpointer, metrics, start, {},
-                      start_rss or current_rss_bytes())
+                      memory or PeakMemory())
 
 
 def restore_state(ctx: RunContext, state: TrainState) -> tuple[TrainState, dict]:
@@ -231,18 +232,11 @@ class Progress:
 
 def finish(ctx: RunContext, params_for_next_phase: dict, step: int, summary: dict):
     """Writes the final parameters (LoRA merged) and a one-line summary."""
-    summary.update(memory_summary(ctx.start_rss))
+    summary.update(ctx.memory.summary())
     save_final(ctx.config.run_dir, params_for_next_phase,
                {"step": int(step), "phase": ctx.config.phase, "summary": summary})
     ctx.metrics.close()
     ctx.checkpointer.close()
-
-
-def start_memory_measurement() -> int:
-    """Call when a phase starts: restarts the peak measurement and returns the resident
-    memory now, the baseline of `memory_summary`."""
-    reset_peak_rss()
-    return current_rss_bytes()
 
 
 def current_rss_bytes() -> int:
@@ -279,12 +273,47 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def memory_summary(start_rss: int) -> dict:
-    """Peak host memory, and the part above the process's memory when the phase started
-    (imports, tokenizer, XLA runtime excluded): what `sjjax.plan` estimates on CPU."""
-    peak = peak_rss_bytes()
-    return {"memory/peak_rss_gib": peak / 2 ** 30,
-            "memory/peak_above_start_gib": max(peak - start_rss, 0) / 2 ** 30}
+class PeakMemory:
+    """A phase's peak resident memory above the process's memory when it started, with
+    spans marked `excluded()` left out: XLA compilation is host work that `sjjax.plan`
+    does not model (on an accelerator it never touches device memory), and on CPU the
+    compiler's transient memory would otherwise decide the peak of a small model.
+
+    Create it when the phase starts, before any weights are loaded."""
+
+    def __init__(self):
+        reset_peak_rss()
+        self.start = current_rss_bytes()
+        self.peak = self.start
+        self.xla_peak = 0
+
+    def add_compiled(self, compiled) -> None:
+        """Notes a compiled step's device memory as XLA's buffer assignment plans it
+        (arguments + outputs + temporaries - donated aliases, per device): the exact
+        figure `sjjax.plan` estimates, where no device reports measured memory (CPU)."""
+        try:
+            m = compiled.memory_analysis()
+            total = (m.argument_size_in_bytes + m.output_size_in_bytes
+                     + m.temp_size_in_bytes - m.alias_size_in_bytes)
+        except (AttributeError, NotImplementedError, TypeError):
+            return
+        self.xla_peak = max(self.xla_peak, int(total))
+
+    @contextlib.contextmanager
+    def excluded(self):
+        self.peak = max(self.peak, peak_rss_bytes())
+        try:
+            yield
+        finally:
+            reset_peak_rss()  # the high-water mark restarts from the memory now
+
+    def summary(self) -> dict:
+        peak = max(self.peak, peak_rss_bytes())
+        out = {"memory/peak_rss_gib": peak / 2 ** 30,
+               "memory/peak_above_start_gib": max(peak - self.start, 0) / 2 ** 30}
+        if self.xla_peak:
+            out["memory/xla_step_gib"] = self.xla_peak / 2 ** 30
+        return out
 
 
 class Throughput:
