@@ -123,6 +123,9 @@ class PlanInputs:
     device: str | None = None
     device_memory_gib: float = DEFAULT_MEMORY_GIB
     peak_tflops: float | None = None
+    # Memory of the process itself (runtime, thread pools, allocator), counted only when
+    # the device is the host CPU: `plan.runtime_overhead_gib` (docs/scale.md measures it).
+    runtime_overhead_gib: float = 0.0
 
     @property
     def mesh(self) -> dict[str, int]:
@@ -212,7 +215,8 @@ def _model_config_from_path(config, source: str, overrides: dict) -> ModelConfig
 
 
 def inputs_from_config(config, *, accelerator: str | None = None, num_devices: int | None = None,
-                       device_memory_gib: float | None = None) -> PlanInputs:
+                       device_memory_gib: float | None = None,
+                       runtime_overhead_gib: float | None = None) -> PlanInputs:
     """Resolves a sjjax config (+ the planner's own options) into PlanInputs.
 
     Options win over `config.plan.{accelerator,num_devices,device_memory_gib}`, which win
@@ -307,6 +311,8 @@ def inputs_from_config(config, *, accelerator: str | None = None, num_devices: i
         device=device,
         device_memory_gib=float(memory),
         peak_tflops=DEVICES[device].peak_tflops if device else None,
+        runtime_overhead_gib=float(runtime_overhead_gib if runtime_overhead_gib is not None
+                                   else _get(config, "plan.runtime_overhead_gib", 0.0) or 0.0),
     )
 
 
@@ -671,6 +677,11 @@ def make_plan(inputs: PlanInputs) -> Plan:
     p = _dtype_bytes(cfg.param_dtype)
     rows: list[Row] = [_rows_from("persistent", f"parameters ({cfg.param_dtype})", base, inputs,
                                   "base params x param bytes, sharded by the rules")]
+    if inputs.runtime_overhead_gib:
+        overhead = int(inputs.runtime_overhead_gib * GIB)
+        rows.append(Row("persistent", "process runtime overhead (host CPU)", overhead,
+                        overhead * inputs.num_devices,
+                        "plan.runtime_overhead_gib, measured (docs/scale.md)"))
     if lora:
         rows.append(_rows_from("persistent", "LoRA adapters (float32)", lora, inputs,
                                "L x r x (in + out) per target x 4"))
@@ -860,6 +871,8 @@ def _define_flags():
                         "the device count and HBM per device")
     flags.DEFINE_integer("num_devices", None, "devices in the mesh (resolves a -1 in mesh.shape)")
     flags.DEFINE_float("device_memory_gib", None, "HBM per device for the fit check")
+    flags.DEFINE_float("runtime_overhead_gib", None, "host CPU only: the process's own "
+                       "memory, added as a persistent row (0.5 measured; docs/scale.md)")
     flags.DEFINE_bool("json", False, "print the plan as JSON")
     return config
 
@@ -876,7 +889,8 @@ def main(argv=None) -> int:
         f = flags.FLAGS
         try:
             plan = plan_config(config_flag.value, accelerator=f.accelerator,
-                               num_devices=f.num_devices, device_memory_gib=f.device_memory_gib)
+                               num_devices=f.num_devices, device_memory_gib=f.device_memory_gib,
+                               runtime_overhead_gib=f.runtime_overhead_gib)
         except (ConfigError, ValueError, KeyError) as e:
             print(f"sjjax.plan: error: {e}", file=sys.stderr)
             return 2

@@ -493,3 +493,14 @@ def test_pod_config_rejects_unknown_fields():
         pod.get_config("llama2_7b,jsft,v9-8")
     with pytest.raises(ValueError, match="preset"):
         pod.get_config("tiny,jsft,v4-32")
+
+
+def test_runtime_overhead_row_is_opt_in_and_adds_to_every_peak():
+    c = _config_7b()
+    base = plan.plan_config(c, accelerator="v4-32")
+    assert not [r for r in base.rows if "runtime" in r.name]
+    c.plan = ml_collections.ConfigDict(dict(runtime_overhead_gib=0.5))
+    p = plan.plan_config(c, accelerator="v4-32")
+    assert row(p, "process runtime overhead").per_device == plan.GIB // 2
+    assert p.totals["persistent"] == base.totals["persistent"] + plan.GIB // 2
+    assert p.totals["training_peak"] == base.totals["training_peak"] + plan.GIB // 2
