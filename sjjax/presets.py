@@ -112,6 +112,11 @@ def _smollm2(c, phase, start, hh: bool):
         c.data.sources = (dict(format="hh_rlhf", path=hh_path, split="train",
                                heldout_fraction=0.1, max_records=400),)
         c.data.on_bad_record = "skip"
+        # Per-example loss normalisation: with per-token normalisation the single
+        # decision token of a judgment is outweighed by ~100-token HH responses (on the
+        # synthetic preset, with its shorter answers, per-token JSFT left SmolLM2's judge
+        # position-biased: docs/results.md).
+        c.train.loss_normalization = "example"
         c.data.max_length = 512
         c.data.buckets = (128, 256, 512)
         c.sampling.max_new_tokens = 128
