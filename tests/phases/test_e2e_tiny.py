@@ -16,6 +16,7 @@ import os
 import pytest
 
 from sjjax.phases import run_phase
+from tests.phases.tiny_config import apply_overrides
 
 JSFT_STEPS = 300
 GREEDY_MARGIN = 0.10   # JSFT greedy accuracy must exceed the untrained model's by this
@@ -33,13 +34,7 @@ def full_size(phase, root, **overrides):
     c.evaluate.num_prompts = 96
     c.evaluate.num_pairs = 96
     c.evaluate.tournament_sizes = ()
-    for key, value in overrides.items():
-        node = c
-        *path, last = key.split(".")
-        for part in path:
-            node = node[part]
-        node[last] = value
-    return c
+    return apply_overrides(c, overrides)
 
 
 def evaluate(root, name, source):

@@ -22,6 +22,11 @@ def small(phase_name: str, run_root: str, **overrides):
     c.sampling.batch_size = 16
     c.judge.batch_size = 16
     c.self_judge.prompts_per_step = 16
+    return apply_overrides(c, overrides)
+
+
+def apply_overrides(c, overrides: dict):
+    """Sets dotted keys ("train.steps") of config c; returns c."""
     for key, value in overrides.items():
         node = c
         *path, last = key.split(".")
