@@ -2,7 +2,7 @@
 float32, batch 8, prompts of 40-64 tokens, 128 new tokens, top-p 0.9; same run, same
 machine. Both generate exactly 128 tokens per row (no early EOS), so tokens/s compare.
 
-    python bench/bench_sampling.py [--batch 8 --new-tokens 128 --repeats 3]
+    python bench/bench_sampling.py [--batch 8 --new-tokens 128 --repeats 5]
 
 Prints the ratio, and each side's share of the memory-bandwidth bound of decoding
 (every decode step reads all weights once: bound = batch x bandwidth / weight bytes),
@@ -22,7 +22,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.common import (hardware_bounds, load_torch_smollm2, set_threads, smollm2_path,  # noqa
-                          timeit)
+                          timeit_interleaved)
 from sjjax.model.loading import build_model, load_pretrained  # noqa: E402
 from sjjax.model.transformer import split_params  # noqa: E402
 from sjjax.sampling import Sampler, SamplingParams  # noqa: E402
@@ -50,7 +50,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json")
     args = parser.parse_args()
     set_threads()
@@ -65,16 +65,17 @@ def main():
         mask[i, width - len(r):] = True
 
     graphdef, p, _ = split_params(build_model(cfg, params))
+    weight_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(p))
+    del params
     # No EOS: every row generates exactly new_tokens tokens, as the peer is told to.
     sampler = Sampler(graphdef, cfg, max_new_tokens=args.new_tokens, eos_ids=[-1],
                       pad_id=tok.pad_token_id)
     sp = SamplingParams(temperature=1.0, top_p=0.9)
     keys = iter(range(1000))
-    ours_s = timeit(lambda: jax.block_until_ready(
-        sampler(p, None, tokens, mask, jax.random.key(next(keys)), sp).tokens),
-        repeats=args.repeats)
-    weight_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(p))
-    del p, params
+
+    def ours():
+        jax.block_until_ready(
+            sampler(p, None, tokens, mask, jax.random.key(next(keys)), sp).tokens)
 
     import torch
     model = load_torch_smollm2()
@@ -87,7 +88,8 @@ def main():
                            temperature=1.0, top_k=0, max_new_tokens=args.new_tokens,
                            min_new_tokens=args.new_tokens, pad_token_id=tok.pad_token_id)
 
-    peer_s = timeit(peer, repeats=args.repeats)
+    medians = timeit_interleaved({"ours": ours, "peer": peer}, repeats=args.repeats)
+    ours_s, peer_s = medians["ours"], medians["peer"]
     bounds = hardware_bounds()
     n = args.batch * args.new_tokens
     bound = args.batch * bounds["bytes_per_s"] / weight_bytes  # tokens/s

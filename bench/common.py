@@ -26,6 +26,22 @@ def timeit(fn, *, warmup: int = 1, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+def timeit_interleaved(fns: dict, *, warmup: int = 1, repeats: int = 5) -> dict:
+    """{name: median wall time in seconds}, running the functions in turn each round, so
+    that slow spells of a shared machine (its memory bandwidth varies by +-10% over
+    minutes here) fall on every side alike instead of on whichever ran then."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def matmul_flops_per_s(n: int = 2048) -> float:
     """float32 matmul throughput through XLA (the best of JAX and torch is reported)."""
     import jax

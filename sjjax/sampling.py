@@ -77,12 +77,41 @@ def process_logits(logits: jax.Array, params: SamplingParams) -> jax.Array:
 CANDIDATES = 256
 
 
+# Draws over more entries than this take the inverse CDF in two levels (blocks of this
+# size, then entries of the chosen block): a cumulative sum over a whole vocabulary is
+# slow on XLA:CPU (18 ms per decode step at V = 49152, more than half a SmolLM2 step).
+CDF_BLOCK = 256
+
+
 def _inverse_cdf(probs: jax.Array, key: jax.Array) -> jax.Array:
-    """One draw per row from unnormalised probs [B, N]: a single uniform per row instead
-    of a Gumbel per vocabulary entry."""
-    cdf = jnp.cumsum(probs, axis=-1)
-    u = jax.random.uniform(key, (probs.shape[0], 1), jnp.float32) * cdf[:, -1:]
-    return jnp.minimum(jnp.sum(cdf <= u, axis=-1), probs.shape[-1] - 1).astype(jnp.int32)
+    """One draw per row from unnormalised probs [B, N] (>= 0, each row with some mass):
+    a single uniform per row instead of a Gumbel per vocabulary entry. Exact, and never
+    returns an entry of probability 0."""
+    b, n = probs.shape
+    u = jax.random.uniform(key, (b,), jnp.float32)
+    if n <= CDF_BLOCK:
+        return _search(probs, u * probs.sum(-1))
+    blocks = -(-n // CDF_BLOCK)
+    by_block = jnp.pad(probs, ((0, 0), (0, blocks * CDF_BLOCK - n))).reshape(b, blocks, CDF_BLOCK)
+    block_mass = by_block.sum(-1)                                      # [B, blocks]
+    target = u * block_mass.sum(-1)
+    block = _search(block_mass, target)                                # [B]
+    mass_before = jnp.take_along_axis(jnp.cumsum(block_mass, -1) - block_mass,
+                                      block[:, None], 1)[:, 0]
+    within = jnp.take_along_axis(by_block, block[:, None, None], 1)[:, 0]  # [B, CDF_BLOCK]
+    return block * CDF_BLOCK + _search(within, target - mass_before)
+
+
+def _search(weights: jax.Array, target: jax.Array) -> jax.Array:
+    """[B] index of the first entry of weights [B, N] whose running sum exceeds target [B],
+    clipped to the first and last entries of positive weight (rounding can put target
+    just outside [0, total))."""
+    n = weights.shape[-1]
+    index = jnp.sum(jnp.cumsum(weights, -1) <= target[:, None], axis=-1)
+    positive = weights > 0
+    first = jnp.argmax(positive, -1)
+    last = n - 1 - jnp.argmax(positive[:, ::-1], -1)
+    return jnp.clip(index, first, last).astype(jnp.int32)
 
 
 def _sample_truncated(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
@@ -130,10 +159,19 @@ def _nucleus_threshold(probs: jax.Array, top_p: float, iterations: int = 32) -> 
     return jax.lax.fori_loop(0, iterations, step, (lo, hi))[0]
 
 
+def _argmax(logits: jax.Array) -> jax.Array:
+    """[B, V] -> [B] int32 index of the first maximum, as jnp.argmax, in two plain
+    reductions: XLA:CPU's (value, index) reduction for argmax is 4x slower."""
+    top = logits.max(-1, keepdims=True)
+    index = jnp.arange(logits.shape[-1], dtype=jnp.int32)
+    first = jnp.min(jnp.where(logits == top, index, logits.shape[-1]), -1)
+    return jnp.minimum(first, logits.shape[-1] - 1)  # a NaN row gives the last index
+
+
 def choose_tokens(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
     """[B, V] float32 logits -> [B] int32 tokens."""
     if params.greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return _argmax(logits)
     logits = logits.astype(jnp.float32) / params.temperature
     if (params.top_k and params.top_k < logits.shape[-1]) or params.top_p < 1.0:
         return _sample_truncated(logits, key, params)
@@ -167,14 +205,22 @@ def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, *,
             sampling: SamplingParams, num_samples: int, max_new_tokens: int,
             eos_ids: tuple[int, ...], pad_id: int, use_lora: bool):
     model = merge_params(graphdef, params, lora)
+    # Computed once per call; the barrier keeps XLA from moving it into the loop body.
+    output_kernel = jax.lax.optimization_barrier(model.output_kernel())
+
+    def forward(tokens, mask, cache):
+        """-> (logits [B, V] of the last slot, updated cache)."""
+        hidden, cache = model(tokens, mask, cache, lora=use_lora, logits="none")
+        return model.logits(hidden[:, -1], output_kernel=output_kernel), cache
+
     b = tokens.shape[0]
     rows = b * num_samples
     if num_samples == 1:
-        logits, cache = model(tokens, mask, cache, lora=use_lora, logits="last")
+        logits, cache = forward(tokens, mask, cache)
     else:
         # Prefill each prompt once, then give each of its n samples a copy of the cache.
         prompt_cache = KVCache.empty(model.config, b, cache.capacity, cache.k.dtype)
-        logits, prompt_cache = model(tokens, mask, prompt_cache, lora=use_lora, logits="last")
+        logits, prompt_cache = forward(tokens, mask, prompt_cache)
         cache = prompt_cache.repeat(num_samples)
         logits = jnp.repeat(logits, num_samples, axis=0)
     eos = jnp.asarray(eos_ids, jnp.int32)
@@ -195,7 +241,7 @@ def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, *,
         out_logprobs = out_logprobs.at[:, step].set(jnp.where(done, 0.0, logprob))
         live = ~done
         done = done | jnp.isin(token, eos)
-        logits, cache = model(token[:, None], live[:, None], cache, lora=use_lora, logits="last")
+        logits, cache = forward(token[:, None], live[:, None], cache)
         return step + 1, cache, logits, key, out_tokens, out_logprobs, done
 
     state = (jnp.zeros((), jnp.int32), cache, logits, key,

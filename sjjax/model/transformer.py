@@ -168,8 +168,11 @@ class Attention(nnx.Module):
         probs = jax.nn.softmax(scores, axis=-1).astype(dt)
         out = jnp.einsum("bkgts,bskd->btkgd", probs[..., -t:], v.astype(dt))
         if cache_kv is not None:
-            out = out + jnp.einsum("bkgts,bksd->btkgd", probs[..., :-t],
-                                   cache_kv[1].astype(dt))
+            # Output in the cache's batch-major order, transposed after: with
+            # "->btkgd" XLA:CPU lays this out as V^T @ P, which misses its fast matmul
+            # path and took 2x as long as this (decode reads the whole cache here).
+            cached_out = jnp.einsum("bkgts,bksd->bkgtd", probs[..., :-t], cache_kv[1].astype(dt))
+            out = out + jnp.transpose(cached_out, (0, 3, 1, 2, 4))
         out = out.reshape(b, t, -1, self.head_dim)
         return self.o_proj(out, lora), (k, v)
 
@@ -303,9 +306,23 @@ class Transformer(nnx.Module):
             return x, new_cache
         return self.logits(x, lora), new_cache
 
-    def logits(self, hidden: jax.Array, lora: bool = True) -> jax.Array:
-        """Final-norm hidden states [..., d] -> float32 logits [..., V]."""
+    def output_kernel(self) -> jax.Array:
+        """The output projection as a [d, V] matrix in the compute dtype (a transposed
+        copy of the embedding when tied). A decoding loop computes it once and passes it
+        to `logits`: XLA:CPU reads the tied embedding 15% faster in this layout."""
         cfg = self.config
+        if self.lm_head is None:
+            return self.embedder[...].astype(cfg.compute_dtype).T
+        return self.lm_head.kernel[...].astype(cfg.compute_dtype)
+
+    def logits(self, hidden: jax.Array, lora: bool = True,
+               output_kernel: jax.Array | None = None) -> jax.Array:
+        """Final-norm hidden states [..., d] -> float32 logits [..., V]; output_kernel:
+        `output_kernel()`, computed once by the caller."""
+        cfg = self.config
+        if output_kernel is not None:
+            return jnp.einsum("...d,dv->...v", hidden.astype(cfg.compute_dtype), output_kernel,
+                              preferred_element_type=jnp.float32)
         if self.lm_head is None:
             out = jnp.einsum("...d,vd->...v", hidden.astype(cfg.compute_dtype),
                              self.embedder[...].astype(cfg.compute_dtype),
