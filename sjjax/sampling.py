@@ -201,16 +201,24 @@ def decode_response(tokenizer, ids, eos_ids) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True).strip()
 
 
+def decode_chunk_ends(max_new_tokens: int, chunks: int) -> list[int]:
+    """The decode steps at which each of (at most) `chunks` decoding loops ends, e.g.
+    (128, 4) -> [32, 64, 96, 128]."""
+    size = -(-max_new_tokens // chunks)
+    return list(range(size, max_new_tokens, size)) + [max_new_tokens]
+
+
 def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, *,
             sampling: SamplingParams, num_samples: int, max_new_tokens: int,
-            eos_ids: tuple[int, ...], pad_id: int, use_lora: bool):
+            eos_ids: tuple[int, ...], pad_id: int, use_lora: bool, decode_chunks: int):
     model = merge_params(graphdef, params, lora)
     # Computed once per call; the barrier keeps XLA from moving it into the loop body.
     output_kernel = jax.lax.optimization_barrier(model.output_kernel())
 
-    def forward(tokens, mask, cache):
+    def forward(tokens, mask, cache, cache_window=None):
         """-> (logits [B, V] of the last slot, updated cache)."""
-        hidden, cache = model(tokens, mask, cache, lora=use_lora, logits="none")
+        hidden, cache = model(tokens, mask, cache, lora=use_lora, logits="none",
+                              cache_window=cache_window)
         return model.logits(hidden[:, -1], output_kernel=output_kernel), cache
 
     b = tokens.shape[0]
@@ -225,11 +233,11 @@ def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, *,
         logits = jnp.repeat(logits, num_samples, axis=0)
     eos = jnp.asarray(eos_ids, jnp.int32)
 
-    def cond(state):
+    def cond(state, end):
         step, _, _, _, _, _, done = state
-        return (step < max_new_tokens) & ~jnp.all(done)
+        return (step < end) & ~jnp.all(done)
 
-    def body(state):
+    def body(state, cache_window):
         step, cache, logits, key, out_tokens, out_logprobs, done = state
         key, sub = jax.random.split(key)
         token = choose_tokens(logits, sub, sampling)
@@ -241,13 +249,20 @@ def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, *,
         out_logprobs = out_logprobs.at[:, step].set(jnp.where(done, 0.0, logprob))
         live = ~done
         done = done | jnp.isin(token, eos)
-        logits, cache = forward(token[:, None], live[:, None], cache)
+        logits, cache = forward(token[:, None], live[:, None], cache, cache_window)
         return step + 1, cache, logits, key, out_tokens, out_logprobs, done
 
     state = (jnp.zeros((), jnp.int32), cache, logits, key,
              jnp.full((rows, max_new_tokens), pad_id, jnp.int32),
              jnp.zeros((rows, max_new_tokens), jnp.float32), jnp.zeros((rows,), bool))
-    _, final_cache, _, _, out_tokens, out_logprobs, _ = jax.lax.while_loop(cond, body, state)
+    # Decode in a few chunks of steps, each a loop that attends to only the cache slots
+    # written before its last step: a step's cost grows with the slots it reads.
+    for end in decode_chunk_ends(max_new_tokens, decode_chunks):
+        # Step s writes slot T + s and reads the slots before it (the prompt took 0..T-1).
+        window = tokens.shape[1] + end - 1
+        state = jax.lax.while_loop(functools.partial(cond, end=end),
+                                   functools.partial(body, cache_window=window), state)
+    _, final_cache, _, _, out_tokens, out_logprobs, _ = state
     # Length = up to and including the first EOS (pad may equal EOS, so count positions).
     is_eos = jnp.isin(out_tokens, eos)
     lengths = jnp.where(jnp.any(is_eos, 1), jnp.argmax(is_eos, 1) + 1, max_new_tokens)
@@ -259,17 +274,24 @@ class Sampler:
     """Holds the compiled sampling function and the KV cache buffer it donates."""
 
     def __init__(self, graphdef, model_config, *, max_new_tokens: int, eos_ids, pad_id: int,
-                 cache_dtype=None):
+                 cache_dtype=None, decode_chunks: int = 4):
+        """decode_chunks: decoding runs as this many loops, each attending to only the
+        cache slots written before its last step (a step's cost grows with the slots it
+        reads); each is one more copy of the decode step to compile."""
         self.graphdef = graphdef
         self.config = model_config
         self.max_new_tokens = int(max_new_tokens)
         self.eos_ids = tuple(int(e) for e in np.atleast_1d(eos_ids))
         self.pad_id = int(pad_id)
         self.cache_dtype = cache_dtype or model_config.compute_dtype
+        if decode_chunks < 1:
+            raise ValueError(f"decode_chunks={decode_chunks} must be >= 1")
+        self.decode_chunks = int(decode_chunks)
         self._cache: KVCache | None = None
         self._fn = jax.jit(_sample, static_argnums=(0,), donate_argnums=(3,),
                            static_argnames=("sampling", "num_samples", "max_new_tokens",
-                                            "eos_ids", "pad_id", "use_lora"))
+                                            "eos_ids", "pad_id", "use_lora",
+                                            "decode_chunks"))
 
     def _cache_for(self, rows: int, capacity: int) -> KVCache:
         cache = self._cache
@@ -289,7 +311,8 @@ class Sampler:
         out, self._cache = self._fn(self.graphdef, params, lora or {}, cache, tokens,
                                     jnp.asarray(mask, bool), key, sampling=sampling,
                                     num_samples=num_samples, max_new_tokens=self.max_new_tokens,
-                                    eos_ids=self.eos_ids, pad_id=self.pad_id, use_lora=use_lora)
+                                    eos_ids=self.eos_ids, pad_id=self.pad_id, use_lora=use_lora,
+                                    decode_chunks=self.decode_chunks)
         return out
 
     def compiled_count(self) -> int:

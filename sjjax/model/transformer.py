@@ -233,26 +233,27 @@ class Transformer(nnx.Module):
                         Linear((cfg.hidden_size,), (cfg.vocab_size,), cfg, rngs=rngs))
 
     # ---------------------------------------------------------------- geometry
-    def _geometry(self, mask: jax.Array, cache: KVCache | None):
-        """Positions and attention masks of the new tokens, and the cache's positions
-        after they are written."""
+    def _geometry(self, mask: jax.Array, cache: KVCache | None, window: int | None = None):
+        """Positions and attention masks of the new tokens (over the first `window` cache
+        slots, default all), and the cache's positions after they are written."""
         mask = mask.astype(bool)
         t = mask.shape[1]
-        window = self.config.sliding_window
+        sliding = self.config.sliding_window
         offsets = jnp.cumsum(mask, axis=1, dtype=jnp.int32) - 1  # [B, T]
         start = 0 if cache is None else cache.next_positions()[:, None]
         positions = start + jnp.maximum(offsets, 0)
         key_pos = jnp.where(mask, positions, -1)
         # New tokens: causal in slot order, real keys only (left padding, gaps).
         new = (key_pos >= 0)[:, None, :] & jnp.tril(jnp.ones((t, t), bool))[None]
-        if window is not None:
-            new &= (positions[:, :, None] - key_pos[:, None, :]) < window
+        if sliding is not None:
+            new &= (positions[:, :, None] - key_pos[:, None, :]) < sliding
         cache_mask, new_cache_positions = None, None
         if cache is not None:
             # Every filled slot precedes the new tokens (slots fill left to right).
-            cache_mask = (cache.positions >= 0)[:, None, :] & jnp.ones((1, t, 1), bool)
-            if window is not None:
-                cache_mask &= (positions[:, :, None] - cache.positions[:, None, :]) < window
+            visible = cache.positions[:, :window]
+            cache_mask = (visible >= 0)[:, None, :] & jnp.ones((1, t, 1), bool)
+            if sliding is not None:
+                cache_mask &= (positions[:, :, None] - visible[:, None, :]) < sliding
             cache_mask = cache_mask[:, None, None]
             new_cache_positions = jax.lax.dynamic_update_slice(cache.positions, key_pos,
                                                                (0, cache.index))
@@ -262,15 +263,21 @@ class Transformer(nnx.Module):
     # ----------------------------------------------------------------- forward
     def __call__(self, tokens: jax.Array, mask: jax.Array | None = None,
                  cache: KVCache | None = None, *, lora: bool = True,
-                 logits: LogitsMode = "all"):
+                 logits: LogitsMode = "all", cache_window: int | None = None):
         """tokens, mask: [B, T]. Returns (out, cache) where out is
         logits [B, T, V] ("all"), logits [B, V] of the last slot ("last"), or
         final-norm hidden states [B, T, d] ("none"); cache is None without one.
+
+        cache_window: attend to the cache's first `cache_window` slots only; the caller
+        vouches that no later slot is filled yet (a decoding loop knows how far it has
+        written). Decode steps read the whole cache each, so this saves real time.
         """
         cfg = self.config
         if mask is None:
             mask = jnp.ones(tokens.shape, bool)
-        geo, new_cache_positions = self._geometry(mask, cache)
+        if cache is not None and cache_window is not None and not 0 < cache_window <= cache.capacity:
+            raise ValueError(f"cache_window={cache_window} outside (0, {cache.capacity}]")
+        geo, new_cache_positions = self._geometry(mask, cache, cache_window)
         x = jnp.take(self.embedder[...], tokens, axis=0).astype(cfg.compute_dtype)
         x = sharding.constrain(x, ("batch", "length", "embed"))
 
@@ -278,6 +285,10 @@ class Transformer(nnx.Module):
 
         def layer_step(x, layer_inputs):
             params_i, cache_kv = layer_inputs
+            if cache_kv is not None:
+                # Sliced per layer, where XLA folds it into the layer's slice of the
+                # cache (slicing [L, ...] first would copy the whole window each step).
+                cache_kv = tuple(c[:, :, :cache_window] for c in cache_kv)
             layer = nnx.merge(graphdef, *params_i)
             return layer(x, geo, cache_kv, lora)
 

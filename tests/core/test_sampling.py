@@ -174,3 +174,39 @@ def test_greedy_picks_the_first_maximum_like_argmax():
     got = np.asarray(choose_tokens(jnp.asarray(logits), jax.random.key(0),
                                    SamplingParams(greedy=True)))
     np.testing.assert_array_equal(got, np.argmax(logits, -1))
+
+
+def test_decode_chunks_cover_every_step():
+    from sjjax.sampling import decode_chunk_ends
+    assert decode_chunk_ends(128, 4) == [32, 64, 96, 128]
+    assert decode_chunk_ends(10, 4) == [3, 6, 9, 10]
+    assert decode_chunk_ends(1, 4) == [1]
+    assert decode_chunk_ends(5, 1) == [5]
+
+
+def test_chunked_decoding_windows_change_nothing(tiny):
+    """Each decoding chunk attends to the cache slots written so far only; the samples and
+    log-probs must equal those of one loop over the whole cache."""
+    graphdef, p = tiny
+    tokens = np.array([[0, 0, 5, 6, 2], [1, 2, 3, 4, 7]], np.int32)
+    mask = tokens > 0
+    mask[1] = True
+    outs = {}
+    for chunks in (1, 4):
+        sampler = Sampler(graphdef, CFG, max_new_tokens=11, eos_ids=[23], pad_id=0,
+                          decode_chunks=chunks)
+        outs[chunks] = [sampler(p, None, tokens, mask, jax.random.key(3), sp, num_samples=2)
+                        for sp in (SamplingParams(greedy=True), SamplingParams(top_p=0.9))]
+    for one, chunked in zip(outs[1], outs[4]):
+        np.testing.assert_array_equal(one.tokens, chunked.tokens)
+        np.testing.assert_allclose(one.logprobs, chunked.logprobs, atol=1e-5)
+
+
+def test_cache_window_out_of_range_is_an_error(tiny):
+    from sjjax.model import KVCache
+    from sjjax.model.transformer import merge_params
+    graphdef, p = tiny
+    cache = KVCache.empty(CFG, 1, 8)
+    model = merge_params(graphdef, p)
+    with pytest.raises(ValueError, match="cache_window=9"):
+        model(jnp.ones((1, 1), jnp.int32), None, cache, cache_window=9)
