@@ -79,7 +79,7 @@ CANDIDATES = 256
 
 # Draws over more entries than this take the inverse CDF in two levels (blocks of this
 # size, then entries of the chosen block): a cumulative sum over a whole vocabulary is
-# slow on XLA:CPU (18 ms per decode step at V = 49152, more than half a SmolLM2 step).
+# slow on XLA:CPU (0.80 ms against 0.19 ms for the two levels on [8, 49152]).
 CDF_BLOCK = 256
 
 

@@ -275,7 +275,8 @@ class Transformer(nnx.Module):
         cfg = self.config
         if mask is None:
             mask = jnp.ones(tokens.shape, bool)
-        if cache is not None and cache_window is not None and not 0 < cache_window <= cache.capacity:
+        if (cache is not None and cache_window is not None
+                and not 0 < cache_window <= cache.capacity):
             raise ValueError(f"cache_window={cache_window} outside (0, {cache.capacity}]")
         geo, new_cache_positions = self._geometry(mask, cache, cache_window)
         x = jnp.take(self.embedder[...], tokens, axis=0).astype(cfg.compute_dtype)
