@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from bench.common import (forward_flops_per_token, hardware_bounds, load_torch_smollm2,  # noqa
-                          set_threads, smollm2_path, timeit)
+                          match_precision, set_threads, smollm2_path, timeit, torch_device,
+                          torch_sync)
 from sjjax.config import default_judge_templates  # noqa: E402
 from sjjax.data.templates import JudgePromptBuilder, validate_judge_templates  # noqa: E402
 from sjjax.judge import Judge  # noqa: E402
@@ -56,6 +57,7 @@ def main():
     parser.add_argument("--json")
     args = parser.parse_args()
     set_threads()
+    match_precision("float32")
     cfg, params, tok = load_pretrained(smollm2_path())
     builder = JudgePromptBuilder(tok, validate_judge_templates(default_judge_templates(),
                                                                ["helpfulness"]))
@@ -82,8 +84,9 @@ def main():
             for start in range(0, len(rows), 8):
                 chunk = rows[start:start + 8]
                 width = max(len(r) for r in chunk)
-                ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
-                am = torch.zeros((len(chunk), width), dtype=torch.long)
+                ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long,
+                                 device=torch_device())
+                am = torch.zeros((len(chunk), width), dtype=torch.long, device=torch_device())
                 for i, r in enumerate(chunk):
                     ids[i, width - len(r):] = torch.tensor(r)
                     am[i, width - len(r):] = 1
@@ -93,8 +96,8 @@ def main():
                                          return_dict_in_generate=True,
                                          pad_token_id=tok.pad_token_id)
                 two = out.scores[0][:, [a_id, b_id]].float()
-                probs[start:start + len(chunk), order] = torch.softmax(two, -1)[:, 0].numpy()
-        return probs
+                probs[start:start + len(chunk), order] = torch.softmax(two, -1)[:, 0].cpu()
+        return torch_sync(probs)
 
     peer_s = timeit(peer, repeats=args.repeats)
     err = np.abs(peer() - ours).max()
@@ -105,7 +108,7 @@ def main():
     peer_work = total_tokens * flops_tok
     ours_rate, peer_rate = len(pairs) / ours_s, len(pairs) / peer_s
     print(f"SmolLM2-135M float32 judging, {len(pairs)} HH-RLHF pairs x 2 orders, prompts of "
-          f"{avg_len:.0f} tokens on average; {os.cpu_count()} CPU cores, matmul peak "
+          f"{avg_len:.0f} tokens on average; {bounds['hardware']}, matmul peak "
           f"{bounds['flops_per_s'] / 1e9:.0f} GFLOP/s; max |P(A)| difference {err:.1e}")
     print(f"sjjax {ours_rate:6.2f} pairs/s ({prefix_tokens + suffix_tokens} tokens computed, "
           f"{ours_work / ours_s / bounds['flops_per_s']:.0%} of the FLOP bound) | "

@@ -1,7 +1,9 @@
 """Forward and forward+backward tokens/s: sjjax vs PyTorch transformers, SmolLM2-135M,
-float32, batch 4 x 256, same run, same machine.
+float32, batch 4 x 256, same run, same machine (on a GPU both run on the card).
 
-    python bench/bench_model.py [--batch 4 --length 256 --repeats 3]
+    python bench/bench_model.py [--batch 4 --length 256 --repeats 3 --dtype bfloat16]
+
+--dtype sets the weights and the compute of both sides.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import (forward_flops_per_token, hardware_bounds, load_torch_smollm2,  # noqa
-                          set_threads, smollm2_path, timeit)
+from bench.common import (add_dtype_argument, forward_flops_per_token, hardware_bounds,  # noqa
+                          load_torch_smollm2, match_precision, set_threads, smollm2_path,
+                          timeit, torch_device, torch_sync)
 from sjjax.losses import masked_cross_entropy  # noqa: E402
 from sjjax.model.loading import build_model, load_pretrained  # noqa: E402
 from sjjax.model.transformer import merge_params, split_params  # noqa: E402
@@ -30,12 +33,15 @@ def main():
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="write results here")
+    add_dtype_argument(parser)
     args = parser.parse_args()
     set_threads()
+    match_precision(args.dtype)
     b, t = args.batch, args.length
     tokens_per_call = b * t
 
-    cfg, params, _ = load_pretrained(smollm2_path(), with_tokenizer=False)
+    cfg, params, _ = load_pretrained(smollm2_path(), with_tokenizer=False, dtype=args.dtype,
+                                param_dtype=args.dtype)
     graphdef, params, _ = split_params(build_model(cfg, params))
     rng = np.random.default_rng(0)
     tokens = jnp.asarray(rng.integers(0, cfg.vocab_size, (b, t)), jnp.int32)
@@ -56,23 +62,24 @@ def main():
     del params
 
     import torch
-    model = load_torch_smollm2()
-    ids = torch.tensor(np.asarray(tokens), dtype=torch.long)
+    model = load_torch_smollm2(args.dtype)
+    ids = torch.tensor(np.asarray(tokens), dtype=torch.long, device=torch_device())
 
     def torch_forward():
         with torch.no_grad():
-            model(input_ids=ids).logits
+            torch_sync(model(input_ids=ids).logits)
 
     def torch_train():
         model.zero_grad(set_to_none=True)
         out = model(input_ids=ids, labels=ids)
         out.loss.backward()
+        torch_sync()
 
     results["torch_forward_s"] = timeit(torch_forward, repeats=args.repeats)
     results["torch_train_s"] = timeit(torch_train, repeats=args.repeats)
-    bounds = hardware_bounds()
+    bounds = hardware_bounds(args.dtype)
     flops_tok = forward_flops_per_token(cfg, t / 2)
-    print(f"SmolLM2-135M float32, batch {b} x {t}, {os.cpu_count()} CPU cores; "
+    print(f"SmolLM2-135M {args.dtype}, batch {b} x {t}, {bounds['hardware']}; "
           f"matmul peak {bounds['flops_per_s'] / 1e9:.0f} GFLOP/s")
     for name, mult in (("forward", 1), ("train", 3)):
         ours = tokens_per_call / results[f"sjjax_{name}_s"]
@@ -83,7 +90,7 @@ def main():
               f"ratio {ours / peer:5.2f}x | sjjax at {share:.0%} of the FLOP bound")
         results[f"{name}_ratio"] = ours / peer
         results[f"{name}_sjjax_tok_s"], results[f"{name}_torch_tok_s"] = ours, peer
-    results.update(bounds)
+    results.update(bounds, dtype=args.dtype, batch=b, length=t)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -1,8 +1,9 @@
 """Sampling tokens/s: sjjax's compiled sampler vs transformers `generate`, SmolLM2-135M,
 float32, batch 8, prompts of 40-64 tokens, 128 new tokens, top-p 0.9; same run, same
-machine. Both generate exactly 128 tokens per row (no early EOS), so tokens/s compare.
+machine (on a GPU both run on the card). Both generate exactly 128 tokens per row (no
+early EOS), so tokens/s compare.
 
-    python bench/bench_sampling.py [--batch 8 --new-tokens 128 --repeats 5]
+    python bench/bench_sampling.py [--batch 8 --new-tokens 128 --repeats 5 --dtype bfloat16]
 
 Prints the ratio, and each side's share of the memory-bandwidth bound of decoding
 (every decode step reads all weights once: bound = batch x bandwidth / weight bytes),
@@ -21,8 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.common import (hardware_bounds, load_torch_smollm2, set_threads, smollm2_path,  # noqa
-                          timeit_interleaved)
+from bench.common import (add_dtype_argument, hardware_bounds, load_torch_smollm2,  # noqa
+                          match_precision, set_threads, smollm2_path, timeit_interleaved,
+                          torch_device, torch_sync)
 from sjjax.model.loading import build_model, load_pretrained  # noqa: E402
 from sjjax.model.transformer import split_params  # noqa: E402
 from sjjax.sampling import Sampler, SamplingParams  # noqa: E402
@@ -52,10 +54,12 @@ def main():
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json")
+    add_dtype_argument(parser)
     args = parser.parse_args()
     set_threads()
+    match_precision(args.dtype)
     rng = np.random.default_rng(0)
-    cfg, params, tok = load_pretrained(smollm2_path())
+    cfg, params, tok = load_pretrained(smollm2_path(), dtype=args.dtype, param_dtype=args.dtype)
     rows = prompts(tok, args.batch, rng)
     width = max(len(r) for r in rows)
     tokens = np.full((len(rows), width), tok.pad_token_id, np.int32)
@@ -78,32 +82,33 @@ def main():
             sampler(p, None, tokens, mask, jax.random.key(next(keys)), sp).tokens)
 
     import torch
-    model = load_torch_smollm2()
-    ids = torch.tensor(tokens, dtype=torch.long)
-    am = torch.tensor(mask, dtype=torch.long)
+    model = load_torch_smollm2(args.dtype)
+    ids = torch.tensor(tokens, dtype=torch.long, device=torch_device())
+    am = torch.tensor(mask, dtype=torch.long, device=torch_device())
 
     def peer():
         with torch.no_grad():
-            model.generate(input_ids=ids, attention_mask=am, do_sample=True, top_p=0.9,
+            torch_sync(model.generate(input_ids=ids, attention_mask=am, do_sample=True, top_p=0.9,
                            temperature=1.0, top_k=0, max_new_tokens=args.new_tokens,
-                           min_new_tokens=args.new_tokens, pad_token_id=tok.pad_token_id)
+                           min_new_tokens=args.new_tokens, pad_token_id=tok.pad_token_id))
 
     medians = timeit_interleaved({"ours": ours, "peer": peer}, repeats=args.repeats)
     ours_s, peer_s = medians["ours"], medians["peer"]
-    bounds = hardware_bounds()
+    bounds = hardware_bounds(args.dtype)
     n = args.batch * args.new_tokens
     bound = args.batch * bounds["bytes_per_s"] / weight_bytes  # tokens/s
     ours, theirs = n / ours_s, n / peer_s
-    print(f"SmolLM2-135M float32 sampling, batch {args.batch}, prompts {mask.sum(1).min()}-"
-          f"{mask.sum(1).max()} tokens, {args.new_tokens} new tokens, top-p 0.9; "
-          f"{os.cpu_count()} CPU cores, copy bandwidth {bounds['bytes_per_s'] / 1e9:.1f} GB/s")
+    print(f"SmolLM2-135M {args.dtype} sampling, batch {args.batch}, prompts "
+          f"{mask.sum(1).min()}-{mask.sum(1).max()} tokens, {args.new_tokens} new tokens, "
+          f"top-p 0.9; {bounds['hardware']}, copy bandwidth {bounds['bytes_per_s'] / 1e9:.1f} GB/s")
     print(f"sjjax {ours:7.1f} tok/s ({ours / bound:.0%} of the bandwidth bound) | "
           f"transformers generate {theirs:7.1f} tok/s ({theirs / bound:.0%}) | "
           f"ratio {ours / theirs:.2f}x | bound {bound:.0f} tok/s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(sjjax_tok_s=ours, peer_tok_s=theirs, ratio=ours / theirs,
-                           bound_tok_s=bound, **bounds), f, indent=2)
+                           bound_tok_s=bound, dtype=args.dtype, batch=args.batch, **bounds),
+                      f, indent=2)
 
 
 if __name__ == "__main__":
