@@ -3,7 +3,7 @@
 # "GPU"), then the SmolLM2-135M reproduction (JSFT -> evaluate -> one self-judge
 # iteration -> evaluate) with whatever time is left. Run from the repository root:
 #
-#   OUT=/tmp/gpu_out DEADLINE_S=540 bash bench/gpu_session.sh
+#   OUT=/tmp/gpu_out DEADLINE_S=540 bash bench/gpu_session.sh [all|bench|reproduce|setup]
 #
 # Everything it prints goes to $OUT/log.txt as it happens (so a run stopped at its limit
 # still leaves its log); the reproduction's metrics, evaluations and plots (no
@@ -86,9 +86,12 @@ reproduction() {
   ((HAVE_SMOLLM2)) || return
   local r=runs/gpu_smollm2 common
   common=("--config.data.tfds_dir=$r/tfds")
-  step jsft 240 python3 -m sjjax.main --config=configs/jsft.py:smollm2 "${common[@]}" \
+  # 4 epochs at lr 5e-5 left the judgment loss at ln 2 (docs/results.md); on 24 pairs
+  # SmolLM2 fitted the judgments only after ~17 epochs at lr 1e-4.
+  step jsft 360 python3 -m sjjax.main --config=configs/jsft.py:smollm2 "${common[@]}" \
     --config.run_dir=$r/jsft --config.train.loss_normalization=example \
-    --config.data.num_epochs=4 --config.checkpoint.every_steps=250 || return
+    --config.data.num_epochs=12 --config.data.batch_size=32 \
+    --config.train.learning_rate=1e-4 --config.checkpoint.every_steps=200 || return
   step eval_jsft 150 python3 -m sjjax.main --config=configs/evaluate.py:smollm2 "${common[@]}" \
     --config.model.source=$r/jsft --config.evaluate.label=jsft \
     --config.evaluate.tournament_sizes='(1,4,16)' --config.run_dir=$r/eval/jsft
@@ -116,5 +119,6 @@ sjjax.main, torch; print('imports ok; torch', torch.__version__, torch.cuda.get_
            >>"$LOG" 2>&1 ;;
   all) benchmarks; reproduction; pack ;;
   bench) benchmarks ;;
+  reproduce) reproduction; pack ;;
 esac
 say "done at t=$(($(date +%s) - START))s"
