@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from bench.common import (forward_flops_per_token, hardware_name, matmul_flops_per_s,  # noqa
                           set_threads, timeit, torch_device, torch_sync)
 from sjjax.model.presets import get_preset  # noqa: E402
-from sjjax.model.transformer import init_model, param_count, split_params  # noqa: E402
+from sjjax.model.transformer import init_model, split_params  # noqa: E402
 from sjjax.train.optim import make_optimizer  # noqa: E402
 from sjjax.train.steps import LossSpec, TrainState, make_sft_step  # noqa: E402
 
@@ -125,7 +125,7 @@ def main():
     name = hardware_name()
     sheet = datasheet_peak(name)
     step_flops = 3 * forward_flops_per_token(cfg, args.length / 2) * tokens.size
-    n_params = param_count(jax.eval_shape(lambda: split_params(init_model(cfg))[1]))
+    n_params = cfg.num_params()
     rows = {}
     for side, seconds in (("sjjax", ours_s), ("peer", peer_s)):
         rows[side] = dict(step_s=seconds, tokens_s=tokens.size / seconds,

@@ -1,0 +1,30 @@
+"""The benchmark scripts keep running as the code under them changes: the training-step
+benchmark at a toy size (2 layers, 2 x 32 tokens). Timings are printed, never asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_train_step_benchmark_runs(tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "train_step.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "bench_train_step.py"), "--model",
+         "smollm2_135m", "--num-layers", "2", "--batch", "2", "--length", "32", "--repeats",
+         "1", "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["sjjax_step_s"] > 0 and result["peer_step_s"] > 0
+    # 3 x forward FLOPs of 64 tokens of a 2-layer SmolLM2 (the output layer dominates).
+    assert result["step_flops"] == pytest.approx(3 * 64 * (2 * (
+        2 * (576 * 576 + 2 * 576 * 192 + 576 * 576 + 3 * 576 * 1536) + 2 * 2 * 576 * 16)
+        + 2 * 576 * 49152))
+    assert "ratio" in proc.stdout
