@@ -48,6 +48,21 @@ def datasheet_peak(name: str) -> float | None:
     return next((v for k, v in DATASHEET_BF16.items() if k in name), None)
 
 
+def planned_step(model: str, batch: int, length: int, remat: str, device_memory_gib: float):
+    """The planner's estimate (`sjjax.plan.Plan`) of this benchmark's sjjax step on one
+    device with `device_memory_gib` of memory: the same numbers `python -m sjjax.plan
+    --config=configs/jsft.py` prints, computed before anything is allocated."""
+    from sjjax import presets
+    from sjjax.plan import plan_config
+    c = presets.make("jsft", "tiny")
+    c.model.source = model
+    c.model.dtype, c.model.param_dtype, c.model.remat = "bfloat16", "float32", remat
+    c.data.batch_size, c.data.max_length, c.data.buckets = batch, length, (length,)
+    c.train.grad_accum = 1
+    c.mesh.shape = (1, 1, 1)
+    return plan_config(c, num_devices=1, device_memory_gib=device_memory_gib)
+
+
 def peer_step_seconds(cfg, tokens: np.ndarray, repeats: int) -> float:
     """transformers' model of the same architecture, float32 weights under bf16 autocast,
     AdamW (fused on CUDA), clipping: one full optimizer step per call."""
@@ -116,6 +131,18 @@ def main():
     if args.num_layers:
         overrides["num_layers"] = args.num_layers
     cfg = get_preset(args.model, **overrides)
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats and not args.num_layers:
+        # On an accelerator, refuse a step the planner says cannot fit rather than fail
+        # deep inside XLA's autotuner with a multi-GiB allocation error.
+        from sjjax.plan import verdict
+        plan = planned_step(args.model, args.batch, args.length, args.remat,
+                            stats["bytes_limit"] / 2**30)
+        print(f"planner: {verdict(plan)}")
+        if not plan.fits:
+            raise SystemExit(f"{args.model} at batch {args.batch} x {args.length} with remat "
+                             f"{args.remat} does not fit on this device by the planner; use "
+                             f"--remat full or a smaller --batch / --length")
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, cfg.vocab_size, (args.batch, args.length))
 
