@@ -25,8 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from bench.common import (forward_flops_per_token, hardware_bounds, load_torch_smollm2,  # noqa
-                          match_precision, set_threads, smollm2_path, timeit, torch_device,
-                          torch_sync)
+                          match_precision, set_threads, smollm2_path, timeit, torch_device)
 from sjjax.config import default_judge_templates  # noqa: E402
 from sjjax.data.templates import JudgePromptBuilder, validate_judge_templates  # noqa: E402
 from sjjax.judge import Judge  # noqa: E402
@@ -97,7 +96,7 @@ def main():
                                          pad_token_id=tok.pad_token_id)
                 two = out.scores[0][:, [a_id, b_id]].float()
                 probs[start:start + len(chunk), order] = torch.softmax(two, -1)[:, 0].cpu()
-        return torch_sync(probs)
+        return probs  # filled through .cpu(), which waits for the card
 
     peer_s = timeit(peer, repeats=args.repeats)
     err = np.abs(peer() - ours).max()

@@ -16,14 +16,7 @@ import numpy as np
 
 def timeit(fn, *, warmup: int = 1, repeats: int = 3) -> float:
     """Median wall time of fn() in seconds (fn must block until its work is done)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return timeit_interleaved({"fn": fn}, warmup=warmup, repeats=repeats)["fn"]
 
 
 def timeit_interleaved(fns: dict, *, warmup: int = 1, repeats: int = 5) -> dict:
@@ -111,8 +104,8 @@ def torch_device() -> str:
 
 def torch_sync(result=None):
     """Waits for the peer's queued CUDA work (its timings must include it)."""
-    import torch
-    if torch.cuda.is_available() and torch_device() == "cuda":
+    if torch_device() == "cuda":
+        import torch
         torch.cuda.synchronize()
     return result
 

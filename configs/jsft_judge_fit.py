@@ -1,7 +1,7 @@
 """JSFT of SmolLM2-135M on a small labelled set for many epochs: how fast can it fit the
 judgments, and do they generalise to held-out pairs? (docs/results.md, "Following it up")
 
-    python -m sjjax.main --config=configs/jsft_judge_fit.py[:pairs_per_task] [--config.key=value ...]
+    python -m sjjax.main --config=configs/jsft_judge_fit.py[:pairs_per_task] [--config.x=...]
 
 `pairs_per_task` (default 4) labelled pairs for each of the suite's 12 task families and
 levels, in both orders, plus half as many SFT conversations; lr 1e-4 constant, per-example
