@@ -11,6 +11,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["sjjax", "sjjax.*"]),
+    # The CPU decode kernel's source, compiled on first use (sjjax/kernels/cpu_matvec.py).
+    package_data={"sjjax.kernels": ["*.cc"]},
     install_requires=[
         "jax>=0.6",
         "flax>=0.11",

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import weakref
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sjjax.kernels import cpu_matvec
 from sjjax.model.kv_cache import KVCache
 from sjjax.model.transformer import merge_params
 
@@ -75,6 +77,11 @@ def process_logits(logits: jax.Array, params: SamplingParams) -> jax.Array:
 # Top-k / top-p look at this many most likely tokens first (lax.top_k is cheap); only if
 # they hold less than top_p of the mass does a row fall back to sorting the vocabulary.
 CANDIDATES = 256
+
+
+# Above this many rows a decode step is no longer bound by reading the weights, and
+# XLA's matmuls beat the CPU decode kernel.
+DECODE_KERNEL_MAX_ROWS = 32
 
 
 # Draws over more entries than this take the inverse CDF in two levels (blocks of this
@@ -208,27 +215,31 @@ def decode_chunk_ends(max_new_tokens: int, chunks: int) -> list[int]:
     return list(range(size, max_new_tokens, size)) + [max_new_tokens]
 
 
-def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, *,
+def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, packed, *,
             sampling: SamplingParams, num_samples: int, max_new_tokens: int,
             eos_ids: tuple[int, ...], pad_id: int, use_lora: bool, decode_chunks: int):
+    """packed: None, or `Transformer.pack_for_decoding()` of these params: decode steps
+    then run on the CPU decode kernel."""
     model = merge_params(graphdef, params, lora)
     # Computed once per call; the barrier keeps XLA from moving it into the loop body.
-    output_kernel = jax.lax.optimization_barrier(model.output_kernel())
+    output_kernel = (None if packed is not None
+                     else jax.lax.optimization_barrier(model.output_kernel()))
 
-    def forward(tokens, mask, cache, cache_window=None):
-        """-> (logits [B, V] of the last slot, updated cache)."""
+    def forward(tokens, mask, cache, cache_window=None, prefill=False):
+        """-> (logits [B, V] of the last slot, updated cache). A prompt's many tokens per
+        row run on XLA's matmuls, decode steps (and all logits) on `packed` if given."""
         hidden, cache = model(tokens, mask, cache, lora=use_lora, logits="none",
-                              cache_window=cache_window)
-        return model.logits(hidden[:, -1], output_kernel=output_kernel), cache
+                              cache_window=cache_window, packed=None if prefill else packed)
+        return model.logits(hidden[:, -1], output_kernel=output_kernel, packed=packed), cache
 
     b = tokens.shape[0]
     rows = b * num_samples
     if num_samples == 1:
-        logits, cache = forward(tokens, mask, cache)
+        logits, cache = forward(tokens, mask, cache, prefill=True)
     else:
         # Prefill each prompt once, then give each of its n samples a copy of the cache.
         prompt_cache = KVCache.empty(model.config, b, cache.capacity, cache.k.dtype)
-        logits, prompt_cache = forward(tokens, mask, prompt_cache)
+        logits, prompt_cache = forward(tokens, mask, prompt_cache, prefill=True)
         cache = prompt_cache.repeat(num_samples)
         logits = jnp.repeat(logits, num_samples, axis=0)
     eos = jnp.asarray(eos_ids, jnp.int32)
@@ -274,10 +285,16 @@ class Sampler:
     """Holds the compiled sampling function and the KV cache buffer it donates."""
 
     def __init__(self, graphdef, model_config, *, max_new_tokens: int, eos_ids, pad_id: int,
-                 cache_dtype=None, decode_chunks: int = 4):
+                 cache_dtype=None, decode_chunks: int = 4, decode_kernel: bool | None = None):
         """decode_chunks: decoding runs as this many loops, each attending to only the
         cache slots written before its last step (a step's cost grows with the slots it
-        reads); each is one more copy of the decode step to compile."""
+        reads); each is one more copy of the decode step to compile.
+
+        decode_kernel: run decode steps on the CPU decode kernel
+        (`sjjax.kernels.cpu_matvec`; the weights are packed once per parameter set and
+        kept while those parameters are alive). None: wherever it applies (a float32
+        model on a single CPU device, at most DECODE_KERNEL_MAX_ROWS rows, the kernel
+        built); True: require it; False: XLA's matmuls only."""
         self.graphdef = graphdef
         self.config = model_config
         self.max_new_tokens = int(max_new_tokens)
@@ -287,11 +304,16 @@ class Sampler:
         if decode_chunks < 1:
             raise ValueError(f"decode_chunks={decode_chunks} must be >= 1")
         self.decode_chunks = int(decode_chunks)
+        self.decode_kernel = decode_kernel
         self._cache: KVCache | None = None
         self._fn = jax.jit(_sample, static_argnums=(0,), donate_argnums=(3,),
                            static_argnames=("sampling", "num_samples", "max_new_tokens",
                                             "eos_ids", "pad_id", "use_lora",
                                             "decode_chunks"))
+        self._pack = jax.jit(_pack_for_decoding, static_argnums=(0,))
+        # (weak references to the parameter leaves, their packed weights): repacking
+        # costs a pass over the weights, so calls with the same params share one packing.
+        self._packed: tuple[list, dict] | None = None
 
     def _cache_for(self, rows: int, capacity: int) -> KVCache:
         cache = self._cache
@@ -308,16 +330,60 @@ class Sampler:
         tokens = jnp.asarray(tokens, jnp.int32)
         b, t = tokens.shape
         cache = self._cache_for(b * num_samples, t + self.max_new_tokens)
+        packed = (self._packed_weights(params, lora or {})
+                  if self._decode_kernel_for(params, b * num_samples) else None)
         out, self._cache = self._fn(self.graphdef, params, lora or {}, cache, tokens,
-                                    jnp.asarray(mask, bool), key, sampling=sampling,
+                                    jnp.asarray(mask, bool), key, packed, sampling=sampling,
                                     num_samples=num_samples, max_new_tokens=self.max_new_tokens,
                                     eos_ids=self.eos_ids, pad_id=self.pad_id, use_lora=use_lora,
                                     decode_chunks=self.decode_chunks)
         return out
 
+    def _packed_weights(self, params, lora) -> dict:
+        """The params packed for the CPU decode kernel (LoRA adapters stay unpacked),
+        reused while the same parameter arrays come back (an evaluation's or a generation
+        phase's calls)."""
+        leaves = jax.tree.leaves(params)
+        if self._packed is not None:
+            refs, packed = self._packed
+            if len(refs) == len(leaves) and all(r() is x for r, x in zip(refs, leaves)):
+                return packed
+        self._packed = None  # drop the old packing before making the new one
+        packed = self._pack(self.graphdef, params, lora)
+        try:
+            self._packed = ([weakref.ref(x) for x in leaves], packed)
+        except TypeError:  # leaves that take no weak reference: pack on every call
+            pass
+        return packed
+
+    def _decode_kernel_for(self, params, rows: int) -> bool:
+        """Whether this call's decode steps run on the CPU decode kernel (see __init__)."""
+        if self.decode_kernel is False:
+            return False
+        devices = set()
+        for leaf in jax.tree.leaves(params):
+            devices |= leaf.devices() if isinstance(leaf, jax.Array) else {jax.devices()[0]}
+        reasons = [why for why, bad in (
+            ("the model does not compute in float32",
+             self.config.compute_dtype != jnp.float32),
+            ("the parameters are not on a single CPU device",
+             len(devices) != 1 or next(iter(devices)).platform != "cpu"),
+            (f"{rows} rows > DECODE_KERNEL_MAX_ROWS={DECODE_KERNEL_MAX_ROWS}",
+             rows > DECODE_KERNEL_MAX_ROWS),
+        ) if bad]
+        if not reasons and not cpu_matvec.available():  # builds it on first use
+            reasons.append("the kernel could not be built (see the log)")
+        if reasons and self.decode_kernel:
+            raise ValueError(f"decode_kernel=True but {'; '.join(reasons)}")
+        return not reasons
+
     def compiled_count(self) -> int:
         """How many shape/config buckets have been compiled (for recompilation tests)."""
         return self._fn._cache_size()
+
+
+def _pack_for_decoding(graphdef, params, lora) -> dict:
+    return merge_params(graphdef, params, lora).pack_for_decoding()
 
 
 @functools.partial(jax.jit, static_argnums=(0,))

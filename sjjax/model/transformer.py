@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from sjjax import sharding
+from sjjax.kernels import cpu_matvec
 from sjjax.model.config import ModelConfig
 from sjjax.model.kv_cache import KVCache
 from sjjax.model.rope import apply_rope, inverse_frequencies
@@ -52,6 +53,18 @@ PROJECTION_AXES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "down_proj": (("mlp",), ("embed",)),
     "lm_head": (("embed",), ("vocab",)),
 }
+
+
+class PackedKernel(NamedTuple):
+    """A projection's kernel for every layer, packed for the CPU decode kernel
+    (`sjjax.kernels.cpu_matvec`), and the layer to use: stacked [L, panels, K, P],
+    layer int32 []. See `Transformer.pack_for_decoding`."""
+    stacked: jax.Array
+    layer: jax.Array | int
+
+
+def _pick(packed: dict | None, name: str):
+    return None if packed is None else packed[name]
 
 
 def _normal(key, shape, stddev, dtype):
@@ -85,10 +98,19 @@ class Linear(nnx.Module):
         self.lora_b = LoRAParam(jnp.zeros(self.stack + (rank,) + self.out_shape, dtype))
         self.lora_scale = alpha / rank
 
-    def __call__(self, x: jax.Array, lora: bool = True) -> jax.Array:
+    def __call__(self, x: jax.Array, lora: bool = True,
+                 packed: PackedKernel | None = None) -> jax.Array:
+        """packed: this kernel packed for the CPU decode kernel (float32 models only),
+        used instead of `kernel` for the main product."""
         n_in = len(self.in_shape)
         dt = self.compute_dtype
-        y = jnp.tensordot(x.astype(dt), self.kernel[...].astype(dt), axes=n_in)
+        if packed is None:
+            y = jnp.tensordot(x.astype(dt), self.kernel[...].astype(dt), axes=n_in)
+        else:
+            batch = x.shape[:x.ndim - n_in]
+            y = cpu_matvec.matmul(x.reshape(*batch, -1), packed.stacked,
+                                  int(np.prod(self.out_shape)), packed.layer)
+            y = y.reshape(*batch, *self.out_shape).astype(dt)
         if self.bias is not None:
             y = y + self.bias[...].astype(dt)
         if lora and getattr(self, "lora_a", None) is not None:
@@ -138,16 +160,19 @@ class Attention(nnx.Module):
         self.rope = (dh, cfg.rope_theta, cfg.rope_scaling)  # hashable: lives in the graphdef
         self.num_kv_heads, self.head_dim = k, dh
 
-    def __call__(self, x, geo: AttentionInputs, cache_kv, lora: bool):
+    def __call__(self, x, geo: AttentionInputs, cache_kv, lora: bool, packed=None):
         """x: [B, T, d]; cache_kv: None, or this layer's cached (k, v) [B, K, S, Dh], read
-        only. Returns (out [B, T, d], (k, v) [B, T, K, Dh] of the new tokens), which the
-        caller writes into the cache once for all layers."""
+        only; packed: None or {projection name: PackedKernel}. Returns (out [B, T, d],
+        (k, v) [B, T, K, Dh] of the new tokens), which the caller writes into the cache
+        once for all layers."""
         b, t, _ = x.shape
         dh, theta, scaling = self.rope
         inv_freq = inverse_frequencies(dh, theta, dict(scaling) if scaling else None)
-        q = apply_rope(self.q_proj(x, lora), geo.positions, inv_freq)  # [B,T,H,Dh]
-        k = apply_rope(self.k_proj(x, lora), geo.positions, inv_freq)  # [B,T,K,Dh]
-        v = self.v_proj(x, lora)
+        q = apply_rope(self.q_proj(x, lora, _pick(packed, "q_proj")), geo.positions,
+                       inv_freq)  # [B,T,H,Dh]
+        k = apply_rope(self.k_proj(x, lora, _pick(packed, "k_proj")), geo.positions,
+                       inv_freq)  # [B,T,K,Dh]
+        v = self.v_proj(x, lora, _pick(packed, "v_proj"))
         q = sharding.constrain(q, ("batch", "length", "heads", "head_dim"))
         groups = q.shape[2] // self.num_kv_heads
         q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim)
@@ -174,7 +199,7 @@ class Attention(nnx.Module):
             cached_out = jnp.einsum("bkgts,bksd->bkgtd", probs[..., :-t], cache_kv[1].astype(dt))
             out = out + jnp.transpose(cached_out, (0, 3, 1, 2, 4))
         out = out.reshape(b, t, -1, self.head_dim)
-        return self.o_proj(out, lora), (k, v)
+        return self.o_proj(out, lora, _pick(packed, "o_proj")), (k, v)
 
 
 class MLP(nnx.Module):
@@ -186,10 +211,12 @@ class MLP(nnx.Module):
         self.up_proj = Linear((d,), (f,), cfg, rngs=rngs, stack=stack, use_bias=cfg.mlp_bias)
         self.down_proj = Linear((f,), (d,), cfg, rngs=rngs, stack=stack, use_bias=cfg.mlp_bias)
 
-    def __call__(self, x, lora: bool):
-        h = jax.nn.silu(self.gate_proj(x, lora)) * self.up_proj(x, lora)
+    def __call__(self, x, lora: bool, packed=None):
+        """packed: None or {projection name: PackedKernel}."""
+        h = (jax.nn.silu(self.gate_proj(x, lora, _pick(packed, "gate_proj")))
+             * self.up_proj(x, lora, _pick(packed, "up_proj")))
         h = sharding.constrain(h, ("batch", "length", "mlp"))
-        return self.down_proj(h, lora)
+        return self.down_proj(h, lora, _pick(packed, "down_proj"))
 
 
 class DecoderLayer(nnx.Module):
@@ -205,10 +232,12 @@ class DecoderLayer(nnx.Module):
         self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg, stack)
         self.mlp = MLP(cfg, rngs=rngs, stack=stack)
 
-    def __call__(self, x, geo: AttentionInputs, cache_kv, lora: bool):
-        attn_out, new_kv = self.attn(self.input_norm(x), geo, cache_kv, lora)
+    def __call__(self, x, geo: AttentionInputs, cache_kv, lora: bool, packed=None):
+        """packed: None or {"attn": {...}, "mlp": {...}} of PackedKernel."""
+        attn_out, new_kv = self.attn(self.input_norm(x), geo, cache_kv, lora,
+                                     _pick(packed, "attn"))
         x = x + attn_out
-        x = x + self.mlp(self.post_attn_norm(x), lora)
+        x = x + self.mlp(self.post_attn_norm(x), lora, _pick(packed, "mlp"))
         return sharding.constrain(x, ("batch", "length", "embed")), new_kv
 
 
@@ -263,7 +292,8 @@ class Transformer(nnx.Module):
     # ----------------------------------------------------------------- forward
     def __call__(self, tokens: jax.Array, mask: jax.Array | None = None,
                  cache: KVCache | None = None, *, lora: bool = True,
-                 logits: LogitsMode = "all", cache_window: int | None = None):
+                 logits: LogitsMode = "all", cache_window: int | None = None,
+                 packed: dict | None = None):
         """tokens, mask: [B, T]. Returns (out, cache) where out is
         logits [B, T, V] ("all"), logits [B, V] of the last slot ("last"), or
         final-norm hidden states [B, T, d] ("none"); cache is None without one.
@@ -271,6 +301,9 @@ class Transformer(nnx.Module):
         cache_window: attend to the cache's first `cache_window` slots only; the caller
         vouches that no later slot is filled yet (a decoding loop knows how far it has
         written). Decode steps read the whole cache each, so this saves real time.
+
+        packed: `pack_for_decoding()`'s output: the layers' projections (and the output
+        projection) run on the CPU decode kernel, for steps of a token or few per row.
         """
         cfg = self.config
         if mask is None:
@@ -285,20 +318,25 @@ class Transformer(nnx.Module):
         graphdef, *layer_params = nnx.split(self.layers, nnx.Param, LoRAParam, ...)
 
         def layer_step(x, layer_inputs):
-            params_i, cache_kv = layer_inputs
+            params_i, cache_kv, index = layer_inputs
             if cache_kv is not None:
                 # Sliced per layer, where XLA folds it into the layer's slice of the
                 # cache (slicing [L, ...] first would copy the whole window each step).
                 cache_kv = tuple(c[:, :, :cache_window] for c in cache_kv)
             layer = nnx.merge(graphdef, *params_i)
-            return layer(x, geo, cache_kv, lora)
+            # The packed kernels stay whole and the kernel picks the layer: a scanned
+            # slice of them would be copied out of the stack every step.
+            packed_i = None if packed is None else jax.tree.map(
+                lambda stacked: PackedKernel(stacked, index), packed["layers"])
+            return layer(x, geo, cache_kv, lora, packed_i)
 
         if cfg.remat != "none":
             layer_step = jax.checkpoint(layer_step, policy=_REMAT_POLICIES[cfg.remat],
                                         prevent_cse=False)
         cache_kv = None if cache is None else (cache.k, cache.v)
         # The new tokens' keys/values of every layer come out stacked: [L, B, T, K, Dh].
-        x, (new_k, new_v) = jax.lax.scan(layer_step, x, (tuple(layer_params), cache_kv))
+        x, (new_k, new_v) = jax.lax.scan(
+            layer_step, x, (tuple(layer_params), cache_kv, jnp.arange(cfg.num_layers)))
 
         new_cache = None
         if cache is not None:
@@ -316,7 +354,7 @@ class Transformer(nnx.Module):
         x = self.final_norm(x)
         if logits == "none":
             return x, new_cache
-        return self.logits(x, lora), new_cache
+        return self.logits(x, lora, packed=packed), new_cache
 
     def output_kernel(self) -> jax.Array:
         """The output projection as a [d, V] matrix in the compute dtype (a transposed
@@ -328,10 +366,15 @@ class Transformer(nnx.Module):
         return self.lm_head.kernel[...].astype(cfg.compute_dtype)
 
     def logits(self, hidden: jax.Array, lora: bool = True,
-               output_kernel: jax.Array | None = None) -> jax.Array:
+               output_kernel: jax.Array | None = None, packed: dict | None = None) -> jax.Array:
         """Final-norm hidden states [..., d] -> float32 logits [..., V]; output_kernel:
-        `output_kernel()`, computed once by the caller."""
+        `output_kernel()`, or packed: `pack_for_decoding()`, computed once by the caller."""
         cfg = self.config
+        if packed is not None:
+            if self.lm_head is None:
+                return cpu_matvec.matmul(hidden, packed["output"], cfg.vocab_size)
+            return self.lm_head(hidden, lora, PackedKernel(packed["output"], 0)).astype(
+                jnp.float32)
         if output_kernel is not None:
             return jnp.einsum("...d,dv->...v", hidden.astype(cfg.compute_dtype), output_kernel,
                               preferred_element_type=jnp.float32)
@@ -342,6 +385,29 @@ class Transformer(nnx.Module):
         else:
             out = self.lm_head(hidden, lora)
         return out.astype(jnp.float32)
+
+    def pack_for_decoding(self) -> dict:
+        """Every projection kernel packed for the CPU decode kernel, computed once per
+        decoding call (one pass over the weights; float32 models on CPU only):
+        {"layers": {"attn": {name: [L, panels, K, P]}, "mlp": {...}}, "output": [1, ...]}.
+        Pass it as `packed` to `__call__` / `logits`."""
+        cfg = self.config
+        if cfg.compute_dtype != jnp.float32:
+            raise ValueError("the CPU decode kernel computes in float32; this model "
+                             f"computes in {jnp.dtype(cfg.compute_dtype).name}")
+
+        def pack(linear: Linear):
+            return cpu_matvec.pack(linear.kernel[...], int(np.prod(linear.in_shape)),
+                                   int(np.prod(linear.out_shape)))
+
+        layers = {group: {name: pack(getattr(module, name)) for name in names}
+                  for group, module, names in (
+                      ("attn", self.layers.attn, ("q_proj", "k_proj", "v_proj", "o_proj")),
+                      ("mlp", self.layers.mlp, ("gate_proj", "up_proj", "down_proj")))}
+        output = (cpu_matvec.pack(self.embedder[...], cfg.hidden_size, cfg.vocab_size,
+                                  transposed=True)
+                  if self.lm_head is None else pack(self.lm_head))
+        return {"layers": layers, "output": output}
 
     # ------------------------------------------------------------------- LoRA
     def add_lora(self, rank: int, alpha: float, targets: Sequence[str], rngs: nnx.Rngs):
