@@ -4,6 +4,7 @@ machine (on a GPU both run on the card). Both generate exactly 128 tokens per ro
 early EOS), so tokens/s compare.
 
     python bench/bench_sampling.py [--batch 8 --new-tokens 128 --repeats 5 --dtype bfloat16]
+                                   [--xla-only]   # decode steps without the CPU kernel
 
 Prints the ratio, and each side's share of the memory-bandwidth bound of decoding
 (every decode step reads all weights once: bound = batch x bandwidth / weight bytes),
@@ -54,6 +55,8 @@ def main():
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json")
+    parser.add_argument("--xla-only", action="store_true",
+                        help="decode with XLA's matmuls, not the CPU decode kernel")
     add_dtype_argument(parser)
     args = parser.parse_args()
     set_threads()
@@ -73,7 +76,9 @@ def main():
     del params
     # No EOS: every row generates exactly new_tokens tokens, as the peer is told to.
     sampler = Sampler(graphdef, cfg, max_new_tokens=args.new_tokens, eos_ids=[-1],
-                      pad_id=tok.pad_token_id)
+                      pad_id=tok.pad_token_id, decode_kernel=False if args.xla_only else None)
+    decode_path = ("CPU decode kernel" if sampler._decode_kernel_for(p, args.batch)
+                   else "XLA matmuls")
     sp = SamplingParams(temperature=1.0, top_p=0.9)
     keys = iter(range(1000))
 
@@ -101,14 +106,16 @@ def main():
     ours, theirs = n / ours_s, n / peer_s
     print(f"SmolLM2-135M {args.dtype} sampling, batch {args.batch}, prompts "
           f"{mask.sum(1).min()}-{mask.sum(1).max()} tokens, {args.new_tokens} new tokens, "
-          f"top-p 0.9; {bounds['hardware']}, copy bandwidth {bounds['bytes_per_s'] / 1e9:.1f} GB/s")
+          f"top-p 0.9; {bounds['hardware']}, copy bandwidth {bounds['bytes_per_s'] / 1e9:.1f} GB/s; "
+          f"decode steps on {decode_path}")
     print(f"sjjax {ours:7.1f} tok/s ({ours / bound:.0%} of the bandwidth bound) | "
           f"transformers generate {theirs:7.1f} tok/s ({theirs / bound:.0%}) | "
           f"ratio {ours / theirs:.2f}x | bound {bound:.0f} tok/s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(sjjax_tok_s=ours, peer_tok_s=theirs, ratio=ours / theirs,
-                           bound_tok_s=bound, dtype=args.dtype, batch=args.batch, **bounds),
+                           bound_tok_s=bound, dtype=args.dtype, batch=args.batch,
+                           decode_path=decode_path, **bounds),
                       f, indent=2)
 
 

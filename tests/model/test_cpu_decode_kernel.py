@@ -15,7 +15,7 @@ from sjjax.kernels import cpu_matvec
 from sjjax.model import ModelConfig, init_model, split_params
 from sjjax.model.kv_cache import KVCache
 from sjjax.model.transformer import merge_params
-from sjjax.sampling import Sampler, SamplingParams
+from sjjax.sampling import DECODE_KERNEL_MAX_ROWS, Sampler, SamplingParams
 
 if shutil.which(os.environ.get("CXX", "c++")) is None:
     pytest.skip("no C++ compiler: the CPU decode kernel cannot be built here",
@@ -137,11 +137,11 @@ def test_sampler_chooses_the_kernel_only_where_it_applies():
     graphdef, params, _ = split_params(init_model(cfg))
     auto = Sampler(graphdef, cfg, max_new_tokens=2, eos_ids=[0], pad_id=0)
     assert auto._decode_kernel_for(params, rows=8)
-    assert not auto._decode_kernel_for(params, rows=64)  # no longer bandwidth-bound
+    assert not auto._decode_kernel_for(params, rows=DECODE_KERNEL_MAX_ROWS + 1)
     forced = Sampler(graphdef, cfg, max_new_tokens=2, eos_ids=[0], pad_id=0,
                      decode_kernel=True)
-    with pytest.raises(ValueError, match="64 rows > DECODE_KERNEL_MAX_ROWS"):
-        forced._decode_kernel_for(params, rows=64)
+    with pytest.raises(ValueError, match="rows > DECODE_KERNEL_MAX_ROWS"):
+        forced._decode_kernel_for(params, rows=DECODE_KERNEL_MAX_ROWS + 1)
     bf16 = dataclasses.replace(cfg, dtype="bfloat16")
     with pytest.raises(ValueError, match="does not compute in float32"):
         Sampler(graphdef, bf16, max_new_tokens=2, eos_ids=[0], pad_id=0,
