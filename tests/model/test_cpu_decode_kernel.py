@@ -175,3 +175,35 @@ def test_packed_weights_follow_the_parameters():
     np.testing.assert_array_equal(first, fresh(old))
     np.testing.assert_array_equal(updated, fresh(new))
     assert not np.array_equal(fresh(old), fresh(new))  # the check above can tell them apart
+
+
+FALLBACK_SCRIPT = """
+import jax, numpy as np
+from sjjax.kernels import cpu_matvec
+from sjjax.model import ModelConfig, init_model, split_params
+from sjjax.sampling import Sampler, SamplingParams
+cfg = ModelConfig(vocab_size=11, hidden_size=16, intermediate_size=24, num_layers=1,
+                  num_heads=2, num_kv_heads=1, head_dim=8)
+graphdef, params, _ = split_params(init_model(cfg))
+sampler = Sampler(graphdef, cfg, max_new_tokens=3, eos_ids=[10], pad_id=0)
+out = sampler(params, None, np.array([[1, 2]]), np.ones((1, 2), bool), jax.random.key(0),
+              SamplingParams(greedy=True))
+print("available", cpu_matvec.available(), "kernel", sampler._decode_kernel_for(params, 1),
+      "tokens", out.tokens.shape)
+"""
+
+
+@pytest.mark.parametrize("env", [{"SJJAX_CPU_KERNELS": "0"}, {"CXX": "/nonexistent/c++"}])
+def test_without_the_kernel_sampling_falls_back_to_xla(env, tmp_path):
+    """Switched off, or no compiler to build it: the sampler decodes with XLA's matmuls."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    full_env = {**os.environ, "SJJAX_CACHE": str(tmp_path), "PYTHONPATH": root, **env}
+    done = subprocess.run([sys.executable, "-c", FALLBACK_SCRIPT], env=full_env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "available False kernel False tokens (1, 3)" in done.stdout
+    if "CXX" in env:
+        assert "no C++ compiler" in done.stderr  # the warning says why
+
