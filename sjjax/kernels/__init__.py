@@ -1,0 +1,1 @@
+"""Hand-written kernels XLA calls through its FFI (CPU decode products: `cpu_matvec`)."""
