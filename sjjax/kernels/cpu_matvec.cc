@@ -5,9 +5,9 @@
 // A decode step reads every weight once for a handful of rows, so its speed is the
 // speed at which the weights stream from memory. XLA:CPU's dot reads a row-major [K, N]
 // weight with 8 rows at ~25 GB/s on a 2-core EPYC that streams 40+ GB/s; the column
-// blocks of a row-major matrix are strided in memory. Here W is packed once per sampling
-// call into panels [N/P, K, P] (P columns, all K rows, contiguous), so each panel is one
-// sequential read, multiplied into register accumulators for 8 rows at a time, with
+// blocks of a row-major matrix are strided in memory. Here W is packed once (per set of
+// parameters the sampler sees) into panels [N/P, K, P] (P columns, all K rows,
+// contiguous), so each panel is one sequential read, multiplied into register accumulators for 8 rows at a time, with
 // software prefetch ahead of the stream.
 //
 // Operands: x f32[M, K]; w f32[L, N/P (rounded up), K, P] (L stacked layers, zero

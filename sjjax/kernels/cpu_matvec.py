@@ -6,7 +6,7 @@ row-major [K, N] weight at ~25 GB/s for 8 rows on this project's 2-core machine,
 memory streams 40+ GB/s; `cpu_matvec.cc` reads weights packed into contiguous column
 panels [N/P, K, P] at close to the memory's speed (see bench/RESULTS.md).
 
-    packed = pack(kernel, K, N)             # [*stack, K, N] -> [L, N/P, K, P], once per call
+    packed = pack(kernel, K, N)             # [*stack, K, N] -> [L, N/P, K, P], once
     y = matmul(x, packed, n, layer=i)       # x [..., K] -> y [..., N] float32
 
 The C++ source is compiled on first use with the system's C++ compiler (`$CXX`, else
@@ -31,6 +31,8 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
+from sjjax import assets
+
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("cpu_matvec.cc")
@@ -39,9 +41,7 @@ PACK_TARGET = "sjjax_pack"
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("SJJAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
-                                                         "sjjax")
-    return Path(root) / "kernels"
+    return Path(assets.cache_dir()) / "kernels"
 
 
 def _cpu_fingerprint() -> str:
