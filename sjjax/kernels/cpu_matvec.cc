@@ -7,8 +7,8 @@
 // weight with 8 rows at ~25 GB/s on a 2-core EPYC that streams 40+ GB/s; the column
 // blocks of a row-major matrix are strided in memory. Here W is packed once (per set of
 // parameters the sampler sees) into panels [N/P, K, P] (P columns, all K rows,
-// contiguous), so each panel is one sequential read, multiplied into register accumulators for 8 rows at a time, with
-// software prefetch ahead of the stream.
+// contiguous), so each panel is one sequential read, multiplied into register
+// accumulators for 8 rows at a time, with software prefetch ahead of the stream.
 //
 // Operands: x f32[M, K]; w f32[L, N/P (rounded up), K, P] (L stacked layers, zero
 // columns past N); layer s32[] (which of the L to use); result y f32[M, N].
@@ -44,6 +44,9 @@ constexpr int kVectors = 1;
 constexpr int kPanel = kLanes * kVectors;  // P: columns per panel
 constexpr int kRowBlock = 8;               // rows of x multiplied per pass over a panel
 constexpr int kPrefetchRows = 64;          // prefetch distance, in panel rows (K steps)
+
+// Panels holding n columns (the last one zero-padded).
+constexpr int64_t PanelCount(int64_t n) { return (n + kPanel - 1) / kPanel; }
 
 // GCC/Clang vector extensions: AVX-512 / AVX / SSE / NEON from one source.
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
@@ -144,8 +147,7 @@ ffi::Error PackedMatmulImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x,
   if (xd.size() != 2 || wd.size() != 4 || yd.size() != 2)
     return ffi::Error::InvalidArgument("sjjax_packed_matmul: x [M, K], w [L, panels, K, P], y [M, N]");
   const int64_t m = xd[0], k = xd[1], n = yd[1], layers = wd[0], panels = wd[1];
-  if (wd[2] != k || wd[3] != kPanel || yd[0] != m || panels * kPanel < n ||
-      (panels - 1) * kPanel >= n)
+  if (wd[2] != k || wd[3] != kPanel || yd[0] != m || panels != PanelCount(n))
     return ffi::Error::InvalidArgument("sjjax_packed_matmul: shapes do not match the packing");
   const int64_t l = layer.typed_data()[0];
   if (l < 0 || l >= layers)
@@ -182,8 +184,7 @@ ffi::Error PackImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> w,
     return ffi::Error::InvalidArgument("sjjax_pack: w [L, K, N], packed [L, panels, K, P]");
   const int64_t layers = wd[0], k = transposed ? wd[2] : wd[1], n = transposed ? wd[1] : wd[2];
   const int64_t panels = pd[1];
-  if (pd[0] != layers || pd[2] != k || pd[3] != kPanel || panels * kPanel < n ||
-      (panels > 0 && (panels - 1) * kPanel >= n))
+  if (pd[0] != layers || pd[2] != k || pd[3] != kPanel || panels != PanelCount(n))
     return ffi::Error::InvalidArgument("sjjax_pack: shapes do not match the packing");
   const float* src = w.typed_data();
   float* dst = packed->typed_data();

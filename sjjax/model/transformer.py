@@ -98,6 +98,11 @@ class Linear(nnx.Module):
         self.lora_b = LoRAParam(jnp.zeros(self.stack + (rank,) + self.out_shape, dtype))
         self.lora_scale = alpha / rank
 
+    def pack_for_decoding(self) -> jax.Array:
+        """kernel packed for the CPU decode kernel: [L (1 unstacked), panels, K, P]."""
+        return cpu_matvec.pack(self.kernel[...], int(np.prod(self.in_shape)),
+                               int(np.prod(self.out_shape)))
+
     def __call__(self, x: jax.Array, lora: bool = True,
                  packed: PackedKernel | None = None) -> jax.Array:
         """packed: this kernel packed for the CPU decode kernel (float32 models only),
@@ -388,25 +393,20 @@ class Transformer(nnx.Module):
 
     def pack_for_decoding(self) -> dict:
         """Every projection kernel packed for the CPU decode kernel, computed once per
-        decoding call (one pass over the weights; float32 models on CPU only):
+        parameter set (one pass over the weights; float32 models on CPU only):
         {"layers": {"attn": {name: [L, panels, K, P]}, "mlp": {...}}, "output": [1, ...]}.
         Pass it as `packed` to `__call__` / `logits`."""
         cfg = self.config
         if cfg.compute_dtype != jnp.float32:
             raise ValueError("the CPU decode kernel computes in float32; this model "
                              f"computes in {jnp.dtype(cfg.compute_dtype).name}")
-
-        def pack(linear: Linear):
-            return cpu_matvec.pack(linear.kernel[...], int(np.prod(linear.in_shape)),
-                                   int(np.prod(linear.out_shape)))
-
-        layers = {group: {name: pack(getattr(module, name)) for name in names}
+        layers = {group: {name: getattr(module, name).pack_for_decoding() for name in names}
                   for group, module, names in (
                       ("attn", self.layers.attn, ("q_proj", "k_proj", "v_proj", "o_proj")),
                       ("mlp", self.layers.mlp, ("gate_proj", "up_proj", "down_proj")))}
         output = (cpu_matvec.pack(self.embedder[...], cfg.hidden_size, cfg.vocab_size,
                                   transposed=True)
-                  if self.lm_head is None else pack(self.lm_head))
+                  if self.lm_head is None else self.lm_head.pack_for_decoding())
         return {"layers": layers, "output": output}
 
     # ------------------------------------------------------------------- LoRA
