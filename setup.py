@@ -11,8 +11,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["sjjax", "sjjax.*"]),
-    # The CPU decode kernel's source, compiled on first use (sjjax/kernels/cpu_matvec.py).
-    package_data={"sjjax.kernels": ["*.cc"]},
+    # No torch in the core (nor accelerate, which transformers wants only to read a GGUF
+    # tokenizer; sjjax builds that tokenizer itself): a fresh install is ~1.3 GB, not 6.6.
     install_requires=[
         "jax>=0.6",
         "flax>=0.11",
@@ -26,7 +26,6 @@ setup(
         "grain>=0.2.10",
         "safetensors>=0.4",
         "gguf>=0.10",
-        "accelerate>=1.0",
         "numpy>=1.26",
         "tqdm>=4.60",
         "tensorboardX>=2.6",
@@ -35,9 +34,10 @@ setup(
     ],
     extras_require={
         # torch==2.13.0 is a CPU wheel on this project's machines; an unpinned torch would
-        # pull a multi-GB CUDA build.
-        "test": ["pytest>=8", "torch==2.13.0", "nbclient>=0.10", "nbformat>=5.9",
-                 "ipykernel>=6.29"],
+        # pull a multi-GB CUDA build. accelerate: transformers' own GGUF loaders, which
+        # the tests compare sjjax with.
+        "test": ["pytest>=8", "torch==2.13.0", "accelerate>=1.0", "nbclient>=0.10",
+                 "nbformat>=5.9", "ipykernel>=6.29"],
         "bench": ["torch==2.13.0"],
         "tpu": ["jax[tpu]", "gcsfs"],  # gcsfs: gs:// run dirs for the small files
         "cuda": ["jax[cuda]"],

@@ -26,11 +26,12 @@ import numpy as np  # noqa: E402
 
 from bench.common import (forward_flops_per_token, hardware_bounds, load_torch_smollm2,  # noqa
                           match_precision, set_threads, smollm2_path, timeit, torch_device)
-from sjjax.config import default_judge_templates  # noqa: E402
-from sjjax.data.templates import JudgePromptBuilder, validate_judge_templates  # noqa: E402
+from sjjax.data.templates import (JudgePromptBuilder, default_judge_templates,  # noqa: E402
+                                  validate_judge_templates)
 from sjjax.judge import Judge  # noqa: E402
 from sjjax.model.loading import build_model, load_pretrained  # noqa: E402
 from sjjax.model.transformer import split_params  # noqa: E402
+from sjjax.sampling import left_pad  # noqa: E402
 
 HH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared",
                   "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
@@ -82,13 +83,9 @@ def main():
         for order, rows in enumerate(prompts):
             for start in range(0, len(rows), 8):
                 chunk = rows[start:start + 8]
-                width = max(len(r) for r in chunk)
-                ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long,
-                                 device=torch_device())
-                am = torch.zeros((len(chunk), width), dtype=torch.long, device=torch_device())
-                for i, r in enumerate(chunk):
-                    ids[i, width - len(r):] = torch.tensor(r)
-                    am[i, width - len(r):] = 1
+                ids, am = left_pad(chunk, tok.pad_token_id, multiple=1)
+                ids = torch.tensor(ids, dtype=torch.long, device=torch_device())
+                am = torch.tensor(am, dtype=torch.long, device=torch_device())
                 with torch.no_grad():
                     out = model.generate(input_ids=ids, attention_mask=am, max_new_tokens=1,
                                          do_sample=False, output_scores=True,

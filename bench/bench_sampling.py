@@ -4,7 +4,6 @@ machine (on a GPU both run on the card). Both generate exactly 128 tokens per ro
 early EOS), so tokens/s compare.
 
     python bench/bench_sampling.py [--batch 8 --new-tokens 128 --repeats 5 --dtype bfloat16]
-                                   [--xla-only]   # decode steps without the CPU kernel
 
 Prints the ratio, and each side's share of the memory-bandwidth bound of decoding
 (every decode step reads all weights once: bound = batch x bandwidth / weight bytes),
@@ -28,7 +27,7 @@ from bench.common import (add_dtype_argument, hardware_bounds, load_torch_smollm
                           torch_device, torch_sync)
 from sjjax.model.loading import build_model, load_pretrained  # noqa: E402
 from sjjax.model.transformer import split_params  # noqa: E402
-from sjjax.sampling import Sampler, SamplingParams  # noqa: E402
+from sjjax.sampling import Sampler, SamplingParams, left_pad  # noqa: E402
 
 
 def prompts(tokenizer, batch: int, rng) -> list[list[int]]:
@@ -55,8 +54,6 @@ def main():
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json")
-    parser.add_argument("--xla-only", action="store_true",
-                        help="decode with XLA's matmuls, not the CPU decode kernel")
     add_dtype_argument(parser)
     args = parser.parse_args()
     set_threads()
@@ -64,21 +61,14 @@ def main():
     rng = np.random.default_rng(0)
     cfg, params, tok = load_pretrained(smollm2_path(), dtype=args.dtype, param_dtype=args.dtype)
     rows = prompts(tok, args.batch, rng)
-    width = max(len(r) for r in rows)
-    tokens = np.full((len(rows), width), tok.pad_token_id, np.int32)
-    mask = np.zeros_like(tokens, bool)
-    for i, r in enumerate(rows):
-        tokens[i, width - len(r):] = r
-        mask[i, width - len(r):] = True
+    tokens, mask = left_pad(rows, tok.pad_token_id, multiple=1)
 
     graphdef, p, _ = split_params(build_model(cfg, params))
     weight_bytes = sum(np.asarray(x).nbytes for x in jax.tree.leaves(p))
     del params
     # No EOS: every row generates exactly new_tokens tokens, as the peer is told to.
     sampler = Sampler(graphdef, cfg, max_new_tokens=args.new_tokens, eos_ids=[-1],
-                      pad_id=tok.pad_token_id, decode_kernel=False if args.xla_only else None)
-    decode_path = ("CPU decode kernel" if sampler._decode_kernel_for(p, args.batch)
-                   else "XLA matmuls")
+                      pad_id=tok.pad_token_id)
     sp = SamplingParams(temperature=1.0, top_p=0.9)
     keys = iter(range(1000))
 
@@ -106,8 +96,7 @@ def main():
     ours, theirs = n / ours_s, n / peer_s
     print(f"SmolLM2-135M {args.dtype} sampling, batch {args.batch}, prompts "
           f"{mask.sum(1).min()}-{mask.sum(1).max()} tokens, {args.new_tokens} new tokens, "
-          f"top-p 0.9; {bounds['hardware']}, copy bandwidth {bounds['bytes_per_s'] / 1e9:.1f} GB/s; "
-          f"decode steps on {decode_path}")
+          f"top-p 0.9; {bounds['hardware']}, copy bandwidth {bounds['bytes_per_s'] / 1e9:.1f} GB/s")
     print(f"sjjax {ours:7.1f} tok/s ({ours / bound:.0%} of the bandwidth bound) | "
           f"transformers generate {theirs:7.1f} tok/s ({theirs / bound:.0%}) | "
           f"ratio {ours / theirs:.2f}x | bound {bound:.0f} tok/s")
@@ -115,7 +104,7 @@ def main():
         with open(args.json, "w") as f:
             json.dump(dict(sjjax_tok_s=ours, peer_tok_s=theirs, ratio=ours / theirs,
                            bound_tok_s=bound, dtype=args.dtype, batch=args.batch,
-                           decode_path=decode_path, **bounds),
+                           **bounds),
                       f, indent=2)
 
 

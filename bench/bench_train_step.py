@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from bench.common import (forward_flops_per_token, hardware_name, matmul_flops_per_s,  # noqa
                           set_threads, timeit, torch_device, torch_sync)
-from sjjax.model.presets import get_preset  # noqa: E402
+from sjjax.model.presets import get_architecture  # noqa: E402
 from sjjax.model.transformer import init_model, split_params  # noqa: E402
 from sjjax.train.optim import make_optimizer  # noqa: E402
 from sjjax.train.steps import LossSpec, TrainState, make_sft_step  # noqa: E402
@@ -130,7 +130,7 @@ def main():
     overrides = dict(dtype="bfloat16", param_dtype="float32", remat=args.remat)
     if args.num_layers:
         overrides["num_layers"] = args.num_layers
-    cfg = get_preset(args.model, **overrides)
+    cfg = get_architecture(args.model, **overrides)
     stats = jax.devices()[0].memory_stats() or {}
     if "bytes_limit" in stats and not args.num_layers:
         # On an accelerator, refuse a step the planner says cannot fit rather than fail

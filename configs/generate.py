@@ -5,8 +5,6 @@
     python -m sjjax.main --config=configs/generate.py --config.model.source=/path/to/hf_dir
 """
 
-import ml_collections
-
 from sjjax.config import base_config
 
 
@@ -16,11 +14,7 @@ def get_config():
     c.sampling.max_new_tokens = 96
     c.sampling.temperature = 0.7
     c.sampling.top_p = 0.9
-    c.generate = ml_collections.ConfigDict(dict(
-        system="",
-        prompts=("What is the capital of France?",
-                 "Give me three tips for staying focused while studying.",
-                 "Write a haiku about the sea."),
-        interactive=False,
-    ))
+    c.generate.prompts = ("What is the capital of France?",
+                          "Give me three tips for staying focused while studying.",
+                          "Write a haiku about the sea.")
     return c

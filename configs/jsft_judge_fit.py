@@ -10,12 +10,13 @@ loss normalisation, 25 epochs. Evaluate the result with configs/evaluate.py:smol
 """
 
 from sjjax import presets
+from sjjax.presets import smollm2
 
 
 def get_config(pairs_per_task: str = "4"):
     pairs = int(pairs_per_task)
     c = presets.make("jsft", "smollm2")
-    c.data.sources = (presets.synthetic_source(presets.SMOLLM2_TASKS, n_sft=max(pairs // 2, 1),
+    c.data.sources = (presets.synthetic_source(smollm2.TASKS, n_sft=max(pairs // 2, 1),
                                                n_pairs=pairs, n_prompts=8,
                                                wrong_fraction=0.1),)
     c.data.num_epochs = 25

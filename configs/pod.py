@@ -12,6 +12,7 @@ its slice by `sjjax.plan` (tests/test_plan.py checks it; the table is in docs/sc
 """
 
 from sjjax import presets
+from sjjax.presets import paper
 
 # (data, fsdp, tensor) per slice, and gradient accumulation for the 64-example batch.
 # v4-32: 16 devices (chips) of 32 GiB; v5litepod-64: 64 chips of 16 GiB; v5p-16: 8 chips
@@ -22,7 +23,7 @@ SLICES = {
     "v5litepod-64": dict(mesh=(1, 16, 4), grad_accum=4),
     "v5p-16": dict(mesh=(1, 8, 1), grad_accum=2),
 }
-MODELS = ("llama2_7b", "llama3_8b", "mistral_7b")
+MODELS = paper.MODELS
 
 
 def get_config(arg: str = "llama2_7b,jsft,v4-32"):

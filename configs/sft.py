@@ -1,5 +1,5 @@
 """The sft phase. Presets: tiny (default, CPU minutes), smollm2, smollm2_hh, llama2_7b,
-llama3_8b, mistral_7b (see sjjax/presets.py).
+llama3_8b, mistral_7b (see sjjax/presets/).
 
     python -m sjjax.main --config=configs/sft.py[:preset] [--config.key=value ...]
 """

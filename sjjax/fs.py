@@ -32,6 +32,26 @@ def exists(path: str) -> bool:
     return _epath(path).exists() if is_remote(path) else os.path.exists(path)
 
 
+def unwritable_reason(path: str) -> str | None:
+    """Why `path` (a directory to create or write into) cannot be written, or None. Local
+    paths only (a gs:// bucket reports its own errors); nothing is created."""
+    if is_remote(path):
+        return None
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        where = "is" if probe == os.path.abspath(path) else f"is under {probe}, which is"
+        return f"{where} a file, not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "" if probe == os.path.abspath(path) else f" ({probe})"
+        return f"is not writable by this user{where}"
+    return None
+
+
 def makedirs(path: str) -> None:
     if is_remote(path):
         _epath(path).mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ import numpy as np
 from sjjax.data.templates import JudgePromptBuilder
 from sjjax.model.kv_cache import KVCache
 from sjjax.model.transformer import merge_params
-from sjjax.sampling import bucket
+from sjjax.sampling import bucket, left_pad
 
 
 class JudgeBatch(NamedTuple):
@@ -149,20 +149,15 @@ class Judge:
         prefixes = [ab.prefix for ab, _ in prompts]
         suffixes = [len(ab.suffix) for ab, _ in prompts]
         tp, ts = split_point(prefixes, suffixes, n_rows, self.length_bucket)
-        prefix_tokens = np.full((n_rows, tp), self.pad_id, np.int32)
-        prefix_mask = np.zeros((n_rows, tp), bool)
-        suffix_tokens = np.full((n_rows, 2, ts), self.pad_id, np.int32)
-        suffix_mask = np.zeros((n_rows, 2, ts), bool)
-        for i, (ab, ba) in enumerate(prompts):
-            shared, spill = ab.prefix[:tp], ab.prefix[tp:]
-            if shared:
-                prefix_tokens[i, tp - len(shared):] = shared
-                prefix_mask[i, tp - len(shared):] = True
-            for order, prompt in enumerate((ab, ba)):
-                rest = spill + prompt.suffix  # shared tokens past tp are computed per order
-                suffix_tokens[i, order, ts - len(rest):] = rest
-                suffix_mask[i, order, ts - len(rest):] = True
-        return JudgeBatch(prefix_tokens, prefix_mask, suffix_tokens, suffix_mask), trimmed
+        empty = [[]] * (n_rows - len(prompts))  # rows padding the batch to `rows`
+        prefix_tokens, prefix_mask = left_pad(
+            [ab.prefix[:tp] for ab, _ in prompts] + empty, self.pad_id, width=tp)
+        # Rows (i, order 0), (i, order 1); shared tokens past tp are computed per order.
+        suffixes = [ab.prefix[tp:] + prompt.suffix
+                    for ab, ba in prompts for prompt in (ab, ba)]
+        suffix_tokens, suffix_mask = left_pad(suffixes + empty + empty, self.pad_id, width=ts)
+        return JudgeBatch(prefix_tokens, prefix_mask, suffix_tokens.reshape(n_rows, 2, ts),
+                          suffix_mask.reshape(n_rows, 2, ts)), trimmed
 
     def order_probs(self, params, lora, batch: JudgeBatch, use_lora: bool = True) -> np.ndarray:
         """[R, 2] P(A) per order for a built batch."""
@@ -204,12 +199,7 @@ def naive_order_probs(graphdef, params, builder: JudgePromptBuilder,
         for principle in builder.principles:
             rows += [builder.prompt(principle, context, a, b).ids,
                      builder.prompt(principle, context, b, a).ids]
-    t = max(len(r) for r in rows)
-    tokens = np.full((len(rows), t), pad_id, np.int32)
-    mask = np.zeros((len(rows), t), bool)
-    for i, r in enumerate(rows):
-        tokens[i, t - len(r):] = r
-        mask[i, t - len(r):] = True
+    tokens, mask = left_pad(rows, pad_id, multiple=1)
     logits = np.asarray(_full_forward_last(graphdef, params, lora or {}, tokens, mask))
     pair = logits[:, list(builder.token_ids)]
     pair = np.exp(pair - pair.max(-1, keepdims=True))

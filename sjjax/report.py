@@ -4,11 +4,14 @@
 
 Reads `<root>/eval/<model>/eval.json` (written by the evaluate phase) and the
 self-judge phases' metrics.jsonl, and draws:
-- the comparison table (SFT, offline DPO, JSFT, Self-Judge iterations, + tournament);
+- the comparison table (SFT, offline DPO, JSFT, Self-Judge iterations, + tournament),
+  every judge accuracy beside the best question-blind rule on the same pairs (the bar);
+- the judge table: each held-out set (labelled, shortcut-proof) with every rule;
 - the N-sweep (quality, length and repetition against N: the paper's Figure 4);
 - the per-iteration curve (the paper's Figure 5);
 - the self-judge training curves, with the judge's agreement with the oracle on the
-  policy's own pairs (what decides whether self-training helps).
+  policy's own pairs (what decides whether self-training helps) beside the best
+  question-blind rule's on the same pairs.
 """
 
 from __future__ import annotations
@@ -49,9 +52,13 @@ def comparison_rows(evals: dict) -> list[dict]:
     rows = []
     for name, ev in evals.items():
         g, j, w = ev.get("greedy", {}), ev.get("judge", {}), ev.get("win_rate", {})
+        proof = ev.get("judge_shortcut_proof", {})
         rows.append({"model": LABELS.get(name, name),
                      "oracle_accuracy": g.get("oracle_accuracy"),
                      "judge_accuracy": j.get("accuracy"),
+                     "judge_bar": j.get("baselines", {}).get("best"),
+                     "judge_accuracy_shortcut_proof": proof.get("accuracy"),
+                     "shortcut_proof_bar": proof.get("baselines", {}).get("best"),
                      "position_consistency": j.get("position_consistency"),
                      "win_rate": w.get("win_rate"),
                      "length_tokens": g.get("length_tokens"),
@@ -65,6 +72,40 @@ def comparison_rows(evals: dict) -> list[dict]:
                          "length_tokens": t.get("length_tokens"),
                          "repetition_4gram": t.get("repetition_4gram")})
     return rows
+
+
+_RULES = ("longer", "first_shown", "larger_number", "increasing_list",
+          "reuses_question_numbers")
+
+
+def judge_table(evals: dict) -> list[str]:
+    """Per model and held-out set: the judge's accuracy beside each question-blind rule's
+    on the same pairs and the best of them (the bar)."""
+    lines = []
+    for name, ev in evals.items():
+        for key in ("judge", "judge_shortcut_proof"):
+            j = ev.get(key)
+            if not j or not j.get("baselines"):
+                continue
+            b = j["baselines"]
+            lines.append(f"| {LABELS.get(name, name)} | {j.get('pairs', key)} | {j.get('n')} | "
+                         f"{_fmt(j.get('accuracy'))} | {j.get('ties', '')} | "
+                         + " | ".join(_fmt(b.get(r)) for r in _RULES)
+                         + f" | {_fmt(b.get('best'))} ({b.get('best_rule')}) | "
+                         f"{_fmt(b.get('best_either_way'))} ({b.get('best_either_way_rule')}) |")
+    if not lines:
+        return []
+    head = ["## Judge accuracy and the question-blind bar", "",
+            "Each rule judges the same held-out pairs without reading the question (ties "
+            "count one half); a judge that does not beat the best of them (the bar) has "
+            "learned a shortcut. A rule far below 0.5 is one too, reversed (\"shorter "
+            "wins\"): the last column. The labelled pairs of the synthetic suite are "
+            "shortcut-solvable; the shortcut-proof pairs are not.", "",
+            "| model | pairs | n | judge | ties | " + " | ".join(r.replace("_", " ")
+                                                          for r in _RULES)
+            + " | bar | bar, rules reversed too |",
+            "|" + "---|" * (7 + len(_RULES))]
+    return head + lines + [""]
 
 
 def _plot_sweep(tour: dict, path: str):
@@ -169,10 +210,19 @@ def self_judge_summary(rows: list[dict], edge_steps: int = 5) -> dict:
     weights = [(w, a) for w, a in weights
                if w > 0 and isinstance(a, (int, float)) and math.isfinite(a)]
     total = sum(w for w, _ in weights)
+
+    def pooled(key):  # weighted by each step's share of informative pairs, like the judge's
+        pairs = [(r.get("oracle/informative_pairs") or 0.0, r.get(key)) for r in rows]
+        pairs = [(w, a) for w, a in pairs
+                 if w > 0 and isinstance(a, (int, float)) and math.isfinite(a)]
+        t = sum(w for w, _ in pairs)
+        return sum(w * a for w, a in pairs) / t if t else None
     return {"steps": len(rows),
             "identical_pairs": mean("pairs/identical"),
             "informative_pairs": mean("oracle/informative_pairs"),
             "judge_agreement": sum(w * a for w, a in weights) / total if total else None,
+            "shortcut_agreement_best": pooled("oracle/shortcut_agreement_best"),
+            "judge_shortcut_agreement": pooled("oracle/judge_shortcut_agreement"),
             "position_consistency": mean("judge/position_consistency"),
             "sample_accuracy_first": mean("oracle/sample_accuracy", rows[:edge_steps]),
             "sample_accuracy_last": mean("oracle/sample_accuracy", rows[-edge_steps:])}
@@ -187,6 +237,7 @@ def _training_table(root: str) -> list[str]:
     if not summaries:
         return []
     cols = ("steps", "identical_pairs", "informative_pairs", "judge_agreement",
+            "shortcut_agreement_best", "judge_shortcut_agreement",
             "position_consistency", "sample_accuracy_first", "sample_accuracy_last")
     lines = ["| run | " + " | ".join(c.replace("_", " ") for c in cols) + " |",
              "|" + "---|" * (len(cols) + 1)]
@@ -201,7 +252,8 @@ def write_report(root: str) -> str:
     os.makedirs(out_dir, exist_ok=True)
     evals = load_evals(root)
     lines = [f"# Self-Judge report: `{root}`", ""]
-    cols = ("model", "oracle_accuracy", "judge_accuracy", "position_consistency", "win_rate",
+    cols = ("model", "oracle_accuracy", "judge_accuracy", "position_consistency", "judge_bar",
+            "judge_accuracy_shortcut_proof", "shortcut_proof_bar", "win_rate",
             "length_tokens", "repetition_4gram")
     rows = comparison_rows(evals)
     if rows:
@@ -216,6 +268,7 @@ def write_report(root: str) -> str:
                      f"\"longer response wins\" {_fmt(j.get('longer_wins_accuracy'))} "
                      f"({j.get('n')} pairs).")
         lines.append("")
+    lines += judge_table(evals)
     for sweep_model in [n for n, e in evals.items() if e.get("tournament")]:
         png = f"n_sweep_{sweep_model}.png"
         _plot_sweep(evals[sweep_model]["tournament"], os.path.join(out_dir, png))

@@ -1,11 +1,11 @@
 """Compiled sampling: jitted prefill + `lax.while_loop` decoding over a KV cache.
 
-    sampler = Sampler(graphdef, max_new_tokens=128, eos_ids=(2,), pad_id=2)
+    sampler = Sampler(graphdef, model_config, max_new_tokens=128, eos_ids=(2,), pad_id=2)
     out = sampler(params, lora, tokens, mask, key, SamplingParams(top_p=0.9), num_samples=2)
     out.tokens [B*n, N], out.lengths [B*n], out.logprobs [B*n, N]
 
-- Prompts are left-padded [B, T]; `num_samples` rows per prompt are drawn from one
-  prefill (the prompt's cache is computed once and repeated).
+- Prompts are left-padded [B, T] (`left_pad`); `num_samples` rows per prompt are drawn
+  from one prefill (the prompt's cache is computed once and repeated).
 - Each row stops at its first EOS (kept in the output and counted in its length)
   or after `max_new_tokens`; the loop ends when every row has stopped.
 - logprobs are log p(token) under the *unmodified* model distribution (temperature 1,
@@ -13,23 +13,18 @@
 - The same key gives the same samples. One compilation per (batch, prompt length,
   num_samples, sampling params) bucket; the KV cache buffer is donated back and
   forth between calls, so decoding allocates nothing new per call.
-- Decode steps of a float32 model on one CPU device run their matrix products on
-  sjjax's CPU decode kernel (`sjjax.kernels.cpu_matvec`, 1.6x XLA's matmuls at batch 8);
-  `decode_kernel=False` keeps XLA's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import weakref
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sjjax.kernels import cpu_matvec
 from sjjax.model.kv_cache import KVCache
 from sjjax.model.transformer import merge_params
 
@@ -58,136 +53,80 @@ class SampleOutput(NamedTuple):
     logprobs: jax.Array  # [R, N] float32, 0 after each row's end
 
 
-def process_logits(logits: jax.Array, params: SamplingParams) -> jax.Array:
-    """Float32 logits [..., V] -> logits of the sampling distribution (-inf where cut)."""
-    logits = logits.astype(jnp.float32) / params.temperature
-    neg_inf = jnp.finfo(jnp.float32).min
-    if params.top_k and params.top_k < logits.shape[-1]:
-        kth = jax.lax.top_k(logits, params.top_k)[0][..., -1:]
-        logits = jnp.where(logits < kth, neg_inf, logits)
-    if params.top_p < 1.0:
-        # Keep the smallest set of most likely tokens whose mass reaches top_p. Only the
-        # sorted *values* are needed: find the smallest kept logit and cut below it.
-        sorted_logits = jnp.flip(jnp.sort(logits, axis=-1), axis=-1)
-        probs = jax.nn.softmax(sorted_logits, axis=-1)
-        mass_before = jnp.cumsum(probs, axis=-1) - probs
-        keep = mass_before < params.top_p
-        threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
-        logits = jnp.where(logits < threshold, neg_inf, logits)
-    return logits
-
-
-# Top-k / top-p look at this many most likely tokens first (lax.top_k is cheap); only if
-# they hold less than top_p of the mass does a row fall back to sorting the vocabulary.
+# Top-p looks for the nucleus among this many most likely tokens first: sorting the
+# vocabulary is slow on XLA:CPU (100 ms for [8, 49152], against 2 ms for this top_k).
 CANDIDATES = 256
 
 
-# Decode steps of up to this many rows run on the CPU decode kernel. Its advantage
-# shrinks as a step turns from reading weights to arithmetic: SmolLM2's layers on 2 EPYC
-# cores took 1.6x less time than XLA's matmuls at 8 rows, 1.2x at 128, 1.1x at 256, and
-# the same at 512.
-DECODE_KERNEL_MAX_ROWS = 256
+def sampling_logits(logits: jax.Array, params: SamplingParams) -> jax.Array:
+    """Model logits [B, V] -> logits [B, V] of the distribution a token is drawn from:
+    divided by the temperature, then cut (-inf) to the top_k most likely tokens, then to
+    the smallest set of most likely tokens whose mass reaches top_p. A token tied with
+    the least likely one kept is kept too (as transformers' top-k does)."""
+    logits = logits.astype(jnp.float32) / params.temperature
+    if 0 < params.top_k < logits.shape[-1]:
+        kth = jax.lax.top_k(logits, params.top_k)[0][:, -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if params.top_p < 1.0:
+        probs = jax.nn.softmax(logits, axis=-1)
+        logits = jnp.where(probs < _nucleus_threshold(probs, params.top_p), -jnp.inf, logits)
+    return logits
 
 
-# Draws over more entries than this take the inverse CDF in two levels (blocks of this
-# size, then entries of the chosen block): a cumulative sum over a whole vocabulary is
-# slow on XLA:CPU (0.80 ms against 0.19 ms for the two levels on [8, 49152]).
-CDF_BLOCK = 256
+def _nucleus_threshold(probs: jax.Array, top_p: float) -> jax.Array:
+    """Probabilities [B, V] -> [B, 1] the probability of each row's least likely token in
+    the nucleus (the tokens with less than top_p of mass before them, most likely first)."""
+    top = jax.lax.top_k(probs, min(CANDIDATES, probs.shape[-1]))[0]  # [B, C], descending
+    in_nucleus = jnp.cumsum(top, axis=-1) - top < top_p
+    from_top = jnp.min(jnp.where(in_nucleus, top, jnp.inf), axis=-1, keepdims=True)
+
+    def bisection(_):  # some row's nucleus is larger: the largest t with mass(p >= t) >= top_p
+        def halve(_, bounds):
+            lo, hi = bounds
+            mid = (lo + hi) / 2
+            enough = jnp.sum(jnp.where(probs >= mid, probs, 0.0), -1, keepdims=True) >= top_p
+            return jnp.where(enough, mid, lo), jnp.where(enough, hi, mid)
+        hi = jnp.max(probs, axis=-1, keepdims=True) * (1 + 1e-6)
+        return jax.lax.fori_loop(0, 32, halve, (jnp.zeros_like(hi), hi))[0]
+
+    return jax.lax.cond(jnp.all(top.sum(-1) >= top_p), lambda _: from_top, bisection, None)
 
 
-def _inverse_cdf(probs: jax.Array, key: jax.Array) -> jax.Array:
-    """One draw per row from unnormalised probs [B, N] (>= 0, each row with some mass):
-    a single uniform per row instead of a Gumbel per vocabulary entry. Exact, and never
-    returns an entry of probability 0."""
-    b, n = probs.shape
-    u = jax.random.uniform(key, (b,), jnp.float32)
-    if n <= CDF_BLOCK:
-        return _search(probs, u * probs.sum(-1))
-    blocks = -(-n // CDF_BLOCK)
-    by_block = jnp.pad(probs, ((0, 0), (0, blocks * CDF_BLOCK - n))).reshape(b, blocks, CDF_BLOCK)
-    block_mass = by_block.sum(-1)                                      # [B, blocks]
-    target = u * block_mass.sum(-1)
-    block = _search(block_mass, target)                                # [B]
-    mass_before = jnp.take_along_axis(jnp.cumsum(block_mass, -1) - block_mass,
-                                      block[:, None], 1)[:, 0]
-    within = jnp.take_along_axis(by_block, block[:, None, None], 1)[:, 0]  # [B, CDF_BLOCK]
-    return block * CDF_BLOCK + _search(within, target - mass_before)
+def draw(logits: jax.Array, key: jax.Array, block: int = 256) -> jax.Array:
+    """One token [B] int32 per row of softmax(logits [B, V]), by inverse CDF on one
+    uniform per row, in two levels: a block of `block` tokens, then a token in it.
+    (jax.random.categorical draws a Gumbel per token, and a cumulative sum over a whole
+    vocabulary is slow on XLA:CPU: 3-10x the time on [8, 49152].)"""
+    b, v = logits.shape
+    probs = jax.nn.softmax(logits, axis=-1)
+    blocks = jnp.pad(probs, ((0, 0), (0, -v % block))).reshape(b, -1, block)
+    mass = blocks.sum(-1)                                              # [B, V / block]
+    target = jax.random.uniform(key, (b,), jnp.float32) * mass.sum(-1)
+    chosen = _first_past(mass, target)                                 # [B]
+    target = target - jnp.take_along_axis(jnp.cumsum(mass, -1) - mass, chosen[:, None], 1)[:, 0]
+    within = jnp.take_along_axis(blocks, chosen[:, None, None], 1)[:, 0]  # [B, block]
+    return chosen * block + _first_past(within, target)
 
 
-def _search(weights: jax.Array, target: jax.Array) -> jax.Array:
-    """[B] index of the first entry of weights [B, N] whose running sum exceeds target [B],
-    clipped to the first and last entries of positive weight (rounding can put target
-    just outside [0, total))."""
-    n = weights.shape[-1]
+def _first_past(weights: jax.Array, target: jax.Array) -> jax.Array:
+    """[B] int32 index of the entry of weights [B, N] (>= 0) where the running sum passes
+    target [B]; clipped to entries of positive weight (rounding can put target just
+    outside [0, total))."""
     index = jnp.sum(jnp.cumsum(weights, -1) <= target[:, None], axis=-1)
-    positive = weights > 0
-    first = jnp.argmax(positive, -1)
-    last = n - 1 - jnp.argmax(positive[:, ::-1], -1)
+    ids = jnp.arange(weights.shape[-1])
+    first = jnp.min(jnp.where(weights > 0, ids, ids.size), axis=-1)
+    last = jnp.max(jnp.where(weights > 0, ids, 0), axis=-1)
     return jnp.clip(index, first, last).astype(jnp.int32)
 
 
-def _sample_truncated(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
-    """Top-k and/or top-p sampling from temperature-scaled logits [B, V], on the
-    CANDIDATES most likely tokens: exact whenever they hold the whole nucleus; otherwise
-    the batch falls back to sorting the vocabulary."""
-    v = logits.shape[-1]
-    k = min(v, max(CANDIDATES, params.top_k))
-    vals, idx = jax.lax.top_k(logits, k)                       # [B, k], descending
-    probs = jnp.exp(vals - jax.nn.logsumexp(logits, axis=-1, keepdims=True))
-    if params.top_k and params.top_k < v:
-        probs = jnp.where(jnp.arange(k) < params.top_k, probs, 0.0)
-        probs = probs / probs.sum(-1, keepdims=True)
-    covered = probs.sum(-1) >= min(params.top_p, 1.0 - 1e-6)  # the nucleus is in the top k
-    if params.top_p < 1.0:
-        mass_before = jnp.cumsum(probs, axis=-1) - probs
-        probs = jnp.where(mass_before < params.top_p, probs, 0.0)
-    picked = jnp.take_along_axis(idx, _inverse_cdf(probs, key)[:, None], axis=1)[:, 0]
-
-    def whole_vocabulary(_):
-        full = jax.nn.softmax(logits, axis=-1)
-        if params.top_k and params.top_k < v:
-            full = jnp.where(logits >= vals[:, params.top_k - 1:params.top_k], full, 0.0)
-            full = full / full.sum(-1, keepdims=True)
-        if params.top_p < 1.0:
-            full = jnp.where(full >= _nucleus_threshold(full, params.top_p), full, 0.0)
-        return _inverse_cdf(full, key)
-
-    return jax.lax.cond(jnp.all(covered), lambda _: picked, whole_vocabulary,
-                        None).astype(jnp.int32)
-
-
-def _nucleus_threshold(probs: jax.Array, top_p: float, iterations: int = 32) -> jax.Array:
-    """[B, 1] the smallest probability in each row's nucleus, by bisection: the largest t
-    with sum(p[p >= t]) >= top_p. O(V) per step instead of a sort of the vocabulary."""
-    lo = jnp.zeros(probs.shape[:1] + (1,), probs.dtype)
-    hi = probs.max(-1, keepdims=True) * (1 + 1e-6)
-
-    def step(_, bounds):
-        lo, hi = bounds
-        mid = (lo + hi) / 2
-        enough = jnp.where(probs >= mid, probs, 0.0).sum(-1, keepdims=True) >= top_p
-        return jnp.where(enough, mid, lo), jnp.where(enough, hi, mid)
-
-    return jax.lax.fori_loop(0, iterations, step, (lo, hi))[0]
-
-
-def _argmax(logits: jax.Array) -> jax.Array:
-    """[B, V] -> [B] int32 index of the first maximum, as jnp.argmax, in two plain
-    reductions: XLA:CPU's (value, index) reduction for argmax is 4x slower."""
-    top = logits.max(-1, keepdims=True)
-    index = jnp.arange(logits.shape[-1], dtype=jnp.int32)
-    first = jnp.min(jnp.where(logits == top, index, logits.shape[-1]), -1)
-    return jnp.minimum(first, logits.shape[-1] - 1)  # a NaN row gives the last index
-
-
 def choose_tokens(logits: jax.Array, key: jax.Array, params: SamplingParams) -> jax.Array:
-    """[B, V] float32 logits -> [B] int32 tokens."""
-    if params.greedy:
-        return _argmax(logits)
-    logits = logits.astype(jnp.float32) / params.temperature
-    if (params.top_k and params.top_k < logits.shape[-1]) or params.top_p < 1.0:
-        return _sample_truncated(logits, key, params)
-    return _inverse_cdf(jax.nn.softmax(logits, axis=-1), key)
+    """Float32 logits [B, V] -> next tokens [B] int32: the first maximum if greedy, else
+    a draw from `sampling_logits`."""
+    if params.greedy:  # the first maximum, as jnp.argmax (whose reduction is 3x slower on XLA:CPU)
+        ids = jnp.arange(logits.shape[-1], dtype=jnp.int32)
+        is_max = logits == jnp.max(logits, axis=-1, keepdims=True)
+        return jnp.min(jnp.where(is_max, ids, ids.size), axis=-1)
+    return draw(sampling_logits(logits, params), key)
 
 
 def bucket(n: int, multiple: int = 32) -> int:
@@ -195,10 +134,16 @@ def bucket(n: int, multiple: int = 32) -> int:
     return max(multiple, -(-n // multiple) * multiple)
 
 
-def left_pad(rows, pad_id: int, multiple: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Token rows -> left-padded tokens [B, T] int32 and mask [B, T] bool, with T rounded
-    up to a multiple of `multiple` (few distinct shapes, few compilations)."""
-    width = bucket(max(len(r) for r in rows), multiple)
+def left_pad(rows, pad_id: int, multiple: int = 32,
+             width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Token rows -> left-padded tokens [B, T] int32 and mask [B, T] bool (True on real
+    tokens). T is `width` if given, else the longest row rounded up to a multiple of
+    `multiple` (few distinct shapes, few compilations). Rows may be empty."""
+    longest = max((len(r) for r in rows), default=0)
+    if width is None:
+        width = bucket(longest, multiple)
+    elif longest > width:
+        raise ValueError(f"a row of {longest} tokens does not fit in width {width}")
     tokens = np.full((len(rows), width), pad_id, np.int32)
     mask = np.zeros((len(rows), width), bool)
     for i, r in enumerate(rows):
@@ -220,86 +165,82 @@ def decode_chunk_ends(max_new_tokens: int, chunks: int) -> list[int]:
     return list(range(size, max_new_tokens, size)) + [max_new_tokens]
 
 
-def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, packed, *,
+class DecodeState(NamedTuple):
+    """The decoding loop's carry, for R = B * num_samples rows and N = max_new_tokens."""
+    step: jax.Array      # [] int32, decode steps taken (the column written next)
+    logits: jax.Array    # [R, V] float32, each row's next-token logits
+    cache: KVCache       # R rows; prompt and generated tokens so far
+    key: jax.Array       # PRNG key, split once per step
+    tokens: jax.Array    # [R, N] int32, generated tokens, pad after a row's end
+    logprobs: jax.Array  # [R, N] float32, log p(token) under the model, 0 after the end
+    done: jax.Array      # [R] bool, the row has produced an EOS
+
+
+def _sample(graphdef, params, lora, cache: KVCache, tokens, mask, key, *,
             sampling: SamplingParams, num_samples: int, max_new_tokens: int,
             eos_ids: tuple[int, ...], pad_id: int, use_lora: bool, decode_chunks: int):
-    """packed: None, or `Transformer.pack_for_decoding()` of these params: decode steps
-    then run on the CPU decode kernel."""
+    """Prefill, then `decode_chunks` while_loops of decode steps. cache: an empty
+    buffer of R rows (donated). Returns (SampleOutput, the cache buffer)."""
     model = merge_params(graphdef, params, lora)
-    # Computed once per call; the barrier keeps XLA from moving it into the loop body.
-    output_kernel = (None if packed is not None
-                     else jax.lax.optimization_barrier(model.output_kernel()))
 
-    def forward(tokens, mask, cache, cache_window=None, prefill=False):
-        """-> (logits [B, V] of the last slot, updated cache). A prompt's many tokens per
-        row run on XLA's matmuls, decode steps (and all logits) on `packed` if given."""
-        hidden, cache = model(tokens, mask, cache, lora=use_lora, logits="none",
-                              cache_window=cache_window, packed=None if prefill else packed)
-        return model.logits(hidden[:, -1], output_kernel=output_kernel, packed=packed), cache
+    def forward(tokens, mask, cache, cache_window=None):
+        """-> (logits [B, V] of the last slot, updated cache)."""
+        return model(tokens, mask, cache, lora=use_lora, logits="last",
+                     cache_window=cache_window)
 
     b = tokens.shape[0]
     rows = b * num_samples
     if num_samples == 1:
-        logits, cache = forward(tokens, mask, cache, prefill=True)
+        logits, cache = forward(tokens, mask, cache)
     else:
         # Prefill each prompt once, then give each of its n samples a copy of the cache.
         prompt_cache = KVCache.empty(model.config, b, cache.capacity, cache.k.dtype)
-        logits, prompt_cache = forward(tokens, mask, prompt_cache, prefill=True)
+        logits, prompt_cache = forward(tokens, mask, prompt_cache)
         cache = prompt_cache.repeat(num_samples)
         logits = jnp.repeat(logits, num_samples, axis=0)
     eos = jnp.asarray(eos_ids, jnp.int32)
 
-    def cond(state, end):
-        step, _, _, _, _, _, done = state
-        return (step < end) & ~jnp.all(done)
+    def step(s: DecodeState, cache_window: int) -> DecodeState:
+        key, sub = jax.random.split(s.key)
+        token = choose_tokens(s.logits, sub, sampling)
+        # log p(token) = logit - logsumexp: no [R, V] log-softmax array per step.
+        logprob = (jnp.take_along_axis(s.logits, token[:, None], 1)[:, 0]
+                   - jax.nn.logsumexp(s.logits, axis=-1))
+        token = jnp.where(s.done, pad_id, token)
+        # A finished row feeds its pad as a masked token: it changes nothing.
+        logits, cache = forward(token[:, None], ~s.done[:, None], s.cache, cache_window)
+        return DecodeState(
+            step=s.step + 1, logits=logits, cache=cache, key=key,
+            tokens=s.tokens.at[:, s.step].set(token),
+            logprobs=s.logprobs.at[:, s.step].set(jnp.where(s.done, 0.0, logprob)),
+            done=s.done | jnp.isin(token, eos))
 
-    def body(state, cache_window):
-        step, cache, logits, key, out_tokens, out_logprobs, done = state
-        key, sub = jax.random.split(key)
-        token = choose_tokens(logits, sub, sampling)
-        # log p(token) = logit - logsumexp: no [B, V] log-softmax array per step.
-        logprob = (jnp.take_along_axis(logits, token[:, None], 1)[:, 0]
-                   - jax.nn.logsumexp(logits, axis=-1))
-        token = jnp.where(done, pad_id, token)
-        out_tokens = out_tokens.at[:, step].set(token)
-        out_logprobs = out_logprobs.at[:, step].set(jnp.where(done, 0.0, logprob))
-        live = ~done
-        done = done | jnp.isin(token, eos)
-        logits, cache = forward(token[:, None], live[:, None], cache, cache_window)
-        return step + 1, cache, logits, key, out_tokens, out_logprobs, done
-
-    state = (jnp.zeros((), jnp.int32), cache, logits, key,
-             jnp.full((rows, max_new_tokens), pad_id, jnp.int32),
-             jnp.zeros((rows, max_new_tokens), jnp.float32), jnp.zeros((rows,), bool))
+    state = DecodeState(step=jnp.zeros((), jnp.int32), logits=logits, cache=cache, key=key,
+                        tokens=jnp.full((rows, max_new_tokens), pad_id, jnp.int32),
+                        logprobs=jnp.zeros((rows, max_new_tokens), jnp.float32),
+                        done=jnp.zeros((rows,), bool))
     # Decode in a few chunks of steps, each a loop that attends to only the cache slots
     # written before its last step: a step's cost grows with the slots it reads.
     for end in decode_chunk_ends(max_new_tokens, decode_chunks):
         # Step s writes slot T + s and reads the slots before it (the prompt took 0..T-1).
         window = tokens.shape[1] + end - 1
-        state = jax.lax.while_loop(functools.partial(cond, end=end),
-                                   functools.partial(body, cache_window=window), state)
-    _, final_cache, _, _, out_tokens, out_logprobs, _ = state
+        state = jax.lax.while_loop(
+            lambda s, end=end: (s.step < end) & ~jnp.all(s.done),
+            functools.partial(step, cache_window=window), state)
     # Length = up to and including the first EOS (pad may equal EOS, so count positions).
-    is_eos = jnp.isin(out_tokens, eos)
+    is_eos = jnp.isin(state.tokens, eos)
     lengths = jnp.where(jnp.any(is_eos, 1), jnp.argmax(is_eos, 1) + 1, max_new_tokens)
-    lengths = lengths.astype(jnp.int32)
-    return SampleOutput(out_tokens, lengths, out_logprobs), final_cache
+    return SampleOutput(state.tokens, lengths.astype(jnp.int32), state.logprobs), state.cache
 
 
 class Sampler:
     """Holds the compiled sampling function and the KV cache buffer it donates."""
 
     def __init__(self, graphdef, model_config, *, max_new_tokens: int, eos_ids, pad_id: int,
-                 cache_dtype=None, decode_chunks: int = 4, decode_kernel: bool | None = None):
+                 cache_dtype=None, decode_chunks: int = 4):
         """decode_chunks: decoding runs as this many loops, each attending to only the
         cache slots written before its last step (a step's cost grows with the slots it
-        reads); each is one more copy of the decode step to compile.
-
-        decode_kernel: run decode steps on the CPU decode kernel
-        (`sjjax.kernels.cpu_matvec`; the weights are packed once per parameter set and
-        kept while those parameters are alive). None: wherever it applies (a float32
-        model on a single CPU device, at most DECODE_KERNEL_MAX_ROWS rows, the kernel
-        built); True: require it; False: XLA's matmuls only."""
+        reads); each is one more copy of the decode step to compile."""
         self.graphdef = graphdef
         self.config = model_config
         self.max_new_tokens = int(max_new_tokens)
@@ -309,16 +250,11 @@ class Sampler:
         if decode_chunks < 1:
             raise ValueError(f"decode_chunks={decode_chunks} must be >= 1")
         self.decode_chunks = int(decode_chunks)
-        self.decode_kernel = decode_kernel
         self._cache: KVCache | None = None
         self._fn = jax.jit(_sample, static_argnums=(0,), donate_argnums=(3,),
                            static_argnames=("sampling", "num_samples", "max_new_tokens",
                                             "eos_ids", "pad_id", "use_lora",
                                             "decode_chunks"))
-        self._pack = jax.jit(_pack_for_decoding, static_argnums=(0,))
-        # (weak references to the parameter leaves, their packed weights): repacking
-        # costs a pass over the weights, so calls with the same params share one packing.
-        self._packed: tuple[list, dict] | None = None
 
     def _cache_for(self, rows: int, capacity: int) -> KVCache:
         cache = self._cache
@@ -335,60 +271,16 @@ class Sampler:
         tokens = jnp.asarray(tokens, jnp.int32)
         b, t = tokens.shape
         cache = self._cache_for(b * num_samples, t + self.max_new_tokens)
-        packed = (self._packed_weights(params, lora or {})
-                  if self._decode_kernel_for(params, b * num_samples) else None)
         out, self._cache = self._fn(self.graphdef, params, lora or {}, cache, tokens,
-                                    jnp.asarray(mask, bool), key, packed, sampling=sampling,
+                                    jnp.asarray(mask, bool), key, sampling=sampling,
                                     num_samples=num_samples, max_new_tokens=self.max_new_tokens,
                                     eos_ids=self.eos_ids, pad_id=self.pad_id, use_lora=use_lora,
                                     decode_chunks=self.decode_chunks)
         return out
 
-    def _packed_weights(self, params, lora) -> dict:
-        """The params packed for the CPU decode kernel (LoRA adapters stay unpacked),
-        reused while the same parameter arrays come back (an evaluation's or a generation
-        phase's calls)."""
-        leaves = jax.tree.leaves(params)
-        if self._packed is not None:
-            refs, packed = self._packed
-            if len(refs) == len(leaves) and all(r() is x for r, x in zip(refs, leaves)):
-                return packed
-        self._packed = None  # drop the old packing before making the new one
-        packed = self._pack(self.graphdef, params, lora)
-        try:
-            self._packed = ([weakref.ref(x) for x in leaves], packed)
-        except TypeError:  # leaves that take no weak reference: pack on every call
-            pass
-        return packed
-
-    def _decode_kernel_for(self, params, rows: int) -> bool:
-        """Whether this call's decode steps run on the CPU decode kernel (see __init__)."""
-        if self.decode_kernel is False:
-            return False
-        devices = set()
-        for leaf in jax.tree.leaves(params):
-            devices |= leaf.devices() if isinstance(leaf, jax.Array) else {jax.devices()[0]}
-        reasons = [why for why, bad in (
-            ("the model does not compute in float32",
-             self.config.compute_dtype != jnp.float32),
-            ("the parameters are not on a single CPU device",
-             len(devices) != 1 or next(iter(devices)).platform != "cpu"),
-            (f"{rows} rows > DECODE_KERNEL_MAX_ROWS={DECODE_KERNEL_MAX_ROWS}",
-             rows > DECODE_KERNEL_MAX_ROWS),
-        ) if bad]
-        if not reasons and not cpu_matvec.available():  # builds it on first use
-            reasons.append("the kernel could not be built (see the log)")
-        if reasons and self.decode_kernel:
-            raise ValueError(f"decode_kernel=True but {'; '.join(reasons)}")
-        return not reasons
-
     def compiled_count(self) -> int:
         """How many shape/config buckets have been compiled (for recompilation tests)."""
         return self._fn._cache_size()
-
-
-def _pack_for_decoding(graphdef, params, lora) -> dict:
-    return merge_params(graphdef, params, lora).pack_for_decoding()
 
 
 @functools.partial(jax.jit, static_argnums=(0,))

@@ -11,8 +11,7 @@ import os
 import pytest
 
 from sjjax import presets
-from sjjax.config import validate
-from sjjax.phases import pipeline
+from sjjax.phases import PHASE_NAMES, pipeline, validate_phase_config
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 PHASE_FILES = ("sft", "jsft", "dpo", "self_judge", "tournament", "evaluate")
@@ -53,8 +52,8 @@ def test_config_file_loads_and_validates(name, arg):
         pipeline.validate(config)  # validates every phase the pipeline would run
         assert pipeline.plan(config), "the pipeline plans no phase"
     else:
-        validate(config)
-        assert config.phase in presets.PHASE_NAMES + ("pipeline",)
+        validate_phase_config(config)
+        assert config.phase in PHASE_NAMES
 
 
 def test_judge_fit_config_builds_its_pairs():
@@ -62,3 +61,24 @@ def test_judge_fit_config_builds_its_pairs():
     (source,) = config.data.sources
     assert source["n_pairs"] == 3 and source["n_sft"] == 1
     assert config.train.loss_normalization == "example"
+
+
+@pytest.mark.parametrize("preset", presets.PRESETS)
+def test_every_phase_of_every_preset_builds(preset):
+    for phase in PHASE_NAMES:
+        if phase != "pipeline":
+            config = presets.make(phase, preset)
+            assert config.phase == phase and config.run_dir.endswith(phase)
+
+
+def test_unknown_preset_is_one_line_listing_the_presets():
+    with pytest.raises(ValueError) as e:
+        presets.make("jsft", "llama9")
+    assert "\n" not in str(e.value) and all(p in str(e.value) for p in presets.PRESETS)
+
+
+def test_config_schema_imports_no_phase():
+    import subprocess
+    import sys
+    code = "import sys, sjjax.config; assert 'sjjax.phases' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

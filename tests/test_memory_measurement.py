@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from sjjax.train import loop
+from sjjax.train.memory import PeakMemory
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"),
                                 reason="needs Linux /proc to reset the peak RSS")
@@ -19,7 +19,7 @@ def _above_mib(memory):
 def test_peak_of_a_phase_excludes_an_earlier_larger_peak():
     earlier = np.ones(512 * MIB // 8)          # an earlier phase's 512 MiB peak
     del earlier
-    memory = loop.PeakMemory()
+    memory = PeakMemory()
     phase = np.ones(128 * MIB // 8)            # this phase allocates 128 MiB
     above = _above_mib(memory)
     del phase
@@ -27,7 +27,7 @@ def test_peak_of_a_phase_excludes_an_earlier_larger_peak():
 
 
 def test_excluded_spans_do_not_count_but_the_rest_does():
-    memory = loop.PeakMemory()
+    memory = PeakMemory()
     kept = np.ones(64 * MIB // 8)              # before the excluded span: counts
     with memory.excluded():
         transient = np.ones(512 * MIB // 8)    # e.g. XLA compiling: does not count

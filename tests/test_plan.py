@@ -1,4 +1,4 @@
-"""The memory / FLOPs planner (sjjax/plan.py): numbers by hand, against the real model,
+"""The memory / FLOPs planner (sjjax/plan/): numbers by hand, against the real model,
 the real sharding rules, XLA's own cost and memory analyses, and the CLI."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sjjax import plan, sharding
 from sjjax.config import base_config
 from sjjax.errors import ConfigError
 from sjjax.model import KVCache, ModelConfig, init_model, merge_params, split_params
-from sjjax.model.presets import get_preset
+from sjjax.model.presets import get_architecture
 from tests.conftest import ROOT
 
 # d=64, H=4, K=2, Dh=16, F=96, V=128, L=2, q/k/v biases, untied LM head.
@@ -372,14 +372,15 @@ def test_model_config_from_sources(tmp_path, monkeypatch):
 
     hf_dir = tmp_path / "hf"
     hf_dir.mkdir()
-    (hf_dir / "config.json").write_text(json.dumps(get_preset("llama3_8b").to_hf_dict()))
+    llama3 = get_architecture("llama3_8b")
+    (hf_dir / "config.json").write_text(json.dumps(llama3.to_hf_dict()))
     c.model.source = str(hf_dir)
-    assert plan.model_config_from(c).num_params() == get_preset("llama3_8b").num_params()
+    assert plan.model_config_from(c).num_params() == llama3.num_params()
 
     run_dir = tmp_path / "run"  # an sjjax run directory: the architecture in model/
     (run_dir / "model").mkdir(parents=True)
     (run_dir / "model" / "config.json").write_text(
-        json.dumps(get_preset("mistral_7b").to_hf_dict()))
+        json.dumps(get_architecture("mistral_7b").to_hf_dict()))
     c.model.source = str(run_dir)
     assert plan.model_config_from(c).sliding_window == 4096
 

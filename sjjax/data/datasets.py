@@ -35,70 +35,19 @@ import logging
 import os
 from typing import Callable, Sequence
 
-import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
-from ml_collections import config_dict
 
-from sjjax.data import batching, examples as examples_lib, readers
+# config.data: schema and checks in sjjax.config (also importable from here)
+from sjjax.config import default_data_config, validate_data_config  # noqa: F401
+from sjjax.data import batching, examples as examples_lib
 from sjjax.data.examples import KIND_IDS, Example, PrefPair
 from sjjax.errors import ConfigError, DataError
+from sjjax.phases import DATA_PHASES  # sft: the JSFT sources' conversations only
 
 log = logging.getLogger(__name__)
 
 CODE_VERSION = "1"   # bump when example construction changes the tokens it produces
-MODES = ("jsft", "sft", "dpo")  # sft: the JSFT sources' conversations only (baseline)
-
-
-# --------------------------------------------------------------------------
-# Config
-# --------------------------------------------------------------------------
-
-def default_data_config() -> ml_collections.ConfigDict:
-    """`config.data`: sources, example construction and batching."""
-    return ml_collections.ConfigDict(dict(
-        # {"format": "hh_rlhf" | "ultrafeedback" | "preference_jsonl" | "alpaca_eval",
-        #  "path": ..., plus that reader's options (see readers.read_source)}
-        sources=(),
-        on_bad_record="raise",             # raise | skip (skips are counted and logged)
-        max_length=2048,                   # tokens per example (targets are never cut)
-        sft_per_judge=config_dict.placeholder(float),  # SFT examples per judgment example
-        buckets=batching.DEFAULT_BUCKETS,  # padded lengths; max_length <= buckets[-1]
-        batch_size=8,                      # global: rows (JSFT) or pairs (DPO)
-        seed=0,                            # shuffling and mixing
-        num_epochs=config_dict.FieldReference(1, field_type=int),  # None = endless
-        drop_remainder=False,              # False: an epoch's partial batches are padded
-        tfds_dir="runs/tfds",
-        num_threads=2,                     # prefetch threads
-        prefetch=4,                        # batches prefetched
-    ))
-
-
-def validate_data_config(data, need_sources: bool = True) -> None:
-    """Raises ConfigError naming the config.data key."""
-    def require(cond, key, message):
-        if not cond:
-            raise ConfigError(f"config.data.{key}: {message}")
-    require(data.on_bad_record in readers.ON_BAD_RECORD, "on_bad_record",
-            f"{data.on_bad_record!r} is not one of {readers.ON_BAD_RECORD}")
-    require(not need_sources or len(data.sources) > 0, "sources", "no data source given")
-    formats = sorted(readers.READERS) + ["synthetic"]
-    for i, spec in enumerate(data.sources):
-        require(isinstance(spec, dict) and spec.get("format") in formats,
-                f"sources[{i}].format", f"must be one of {formats}")
-        require(spec.get("format") == "synthetic" or bool(spec.get("path")),
-                f"sources[{i}].path", "missing")
-    buckets = tuple(data.buckets)
-    require(len(buckets) > 0 and all(b > 0 for b in buckets)
-            and all(a < b for a, b in zip(buckets, buckets[1:])), "buckets",
-            f"{buckets} must be increasing positive lengths")
-    require(0 < data.max_length <= buckets[-1], "max_length",
-            f"{data.max_length} must be in (0, largest bucket {buckets[-1]}]")
-    require(data.batch_size > 0, "batch_size", "must be > 0")
-    require(data.sft_per_judge is None or data.sft_per_judge >= 0, "sft_per_judge",
-            "must be >= 0 (or None: keep all examples)")
-    require(data.num_epochs is None or data.num_epochs > 0, "num_epochs",
-            "must be > 0 (or None: endless)")
 
 
 # --------------------------------------------------------------------------
@@ -152,7 +101,7 @@ def build_examples(config, tokenizer, mode: str = "jsft") -> tuple[list, dict]:
     elif mode == "dpo":
         items, stats = examples_lib.build_dpo_pairs(records.judgments, chat, data.max_length)
     else:
-        raise ConfigError(f"mode {mode!r} is not one of {MODES}")
+        raise ConfigError(f"mode {mode!r} is not one of {DATA_PHASES}")
     return items, dict(sources=[s.as_dict() for s in records.stats], examples=stats.as_dict())
 
 
@@ -169,8 +118,8 @@ class SjjaxExamples(tfds.core.GeneratorBasedBuilder):
     code_path = None
 
     def __init__(self, *, mode: str, make_examples: Callable | None = None, **kwargs):
-        if mode not in MODES:
-            raise ConfigError(f"mode {mode!r} is not one of {MODES}")
+        if mode not in DATA_PHASES:
+            raise ConfigError(f"mode {mode!r} is not one of {DATA_PHASES}")
         self._mode, self._make = mode, make_examples
         super().__init__(**kwargs)
 

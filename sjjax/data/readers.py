@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import re
+import zlib
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -139,32 +140,60 @@ def _open_text(path: str):
     return open(path, encoding="utf-8")
 
 
+def _not_text(path: str, err: Exception, lineno: int | None = None) -> DataError:
+    where = f"{path}:{lineno}" if lineno else path
+    if isinstance(err, UnicodeDecodeError):
+        return DataError(f"{where}: not UTF-8 text ({err.reason}); is it a compressed or "
+                         f"binary file? (gzip files must end in .gz)")
+    return DataError(f"{where}: cannot be read ({err}); a truncated or corrupt file?")
+
+
+def _lines(path: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file (gzip if it ends in .gz), decoded line by
+    line so that bytes that are not UTF-8 name their line."""
+    if not os.path.exists(path):
+        raise DataError(f"{path}: file not found")
+    lineno = 0
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
+        try:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise _not_text(path, err, lineno) from None
+                yield lineno, line
+        except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+            raise _not_text(path, err, lineno + 1) from None
+
+
 def _iter_jsonl(path: str, stats: ReadStats) -> Iterator[tuple[int, Any]]:
     """-> (line number, parsed object or _BadRecord). Blank lines are noted, not records."""
-    with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                stats.notes["blank_lines"] += 1
-                continue
-            stats.records += 1
-            try:
-                obj = json.loads(line.strip())
-            except json.JSONDecodeError as e:
-                yield lineno, _BadRecord("malformed_json",
-                                         f"malformed JSON ({e.msg}, column {e.colno})")
-                continue
-            if not isinstance(obj, dict):
-                yield lineno, _BadRecord("malformed_json", f"expected a JSON object, got "
-                                                           f"{type(obj).__name__}")
-                continue
-            yield lineno, obj
+    for lineno, line in _lines(path):
+        if not line.strip():
+            stats.notes["blank_lines"] += 1
+            continue
+        stats.records += 1
+        try:
+            obj = json.loads(line.strip())
+        except json.JSONDecodeError as e:
+            yield lineno, _BadRecord("malformed_json",
+                                     f"malformed JSON ({e.msg}, column {e.colno})")
+            continue
+        if not isinstance(obj, dict):
+            yield lineno, _BadRecord("malformed_json", f"expected a JSON object, got "
+                                                       f"{type(obj).__name__}")
+            continue
+        yield lineno, obj
 
 
 def _iter_json_list(path: str, stats: ReadStats) -> Iterator[tuple[int, Any]]:
     """Items of a JSON list file with the line each item starts on. A file that is not
     valid JSON is an error for the whole file (no record boundary to skip to)."""
     with _open_text(path) as f:
-        text = f.read()
+        try:
+            text = f.read()
+        except (UnicodeDecodeError, EOFError, gzip.BadGzipFile) as err:
+            raise _not_text(path, err) from None
     decoder = json.JSONDecoder()
     ws = re.compile(r"[ \t\n\r]*")
     i = ws.match(text, 0).end()

@@ -114,6 +114,52 @@ def validate_judge_templates(templates: Mapping, principles: Sequence[str]) -> d
 
 
 # --------------------------------------------------------------------------
+# Judge prompt texts (config.judge.templates: principle -> {system, user,
+# assistant_prefix[, rationale]})
+# --------------------------------------------------------------------------
+
+def default_judge_templates() -> dict:
+    """The default judge template (`sjjax.config.base_config`): one principle,
+    helpfulness, with an optional rationale after the decision token."""
+    return {
+        "helpfulness": {
+            "system": "",
+            "user": ("Which response is better? Judge by helpfulness and correctness.\n\n"
+                     "[Conversation]\n{context}\n\n[Response A]\n{response_a}\n\n"
+                     "[Response B]\n{response_b}\n\nAnswer with A or B."),
+            "assistant_prefix": "Answer:",
+            "rationale": "\nRationale for A: {rationale_a}\nRationale for B: {rationale_b}",
+        },
+    }
+
+
+PRINCIPLE_DESCRIPTIONS = {
+    "helpfulness": "helpfulness: does the response address the request usefully and correctly?",
+    "honesty": "honesty: does the response express uncertainty where it should, and avoid "
+               "claims it cannot support?",
+    "instruction_following": "instruction following: does the response do what was asked, "
+                             "in the requested form?",
+    "truthfulness": "truthfulness: is the response free of fabricated or false information?",
+}
+
+
+def principle_judge_templates(principles=tuple(PRINCIPLE_DESCRIPTIONS)) -> dict:
+    """One template per principle (the paper's JM-PR setting with UltraFeedback): the
+    principle in the system text, and a rationale after the decision token."""
+    base = default_judge_templates()["helpfulness"]
+    return {p: dict(base, system=f"You judge responses by {PRINCIPLE_DESCRIPTIONS[p]}",
+                    user=base["user"].replace("by helpfulness and correctness",
+                                              f"by {p.replace('_', ' ')}"))
+            for p in principles}
+
+
+# A short judge prompt for the tiny preset's from-scratch model (short sequences).
+COMPACT_JUDGE_TEMPLATE = {"helpfulness": dict(
+    system="", user="{context}\n\nA: {response_a}\nB: {response_b}\nWhich is right?",
+    assistant_prefix="Answer:")}
+
+
+# --------------------------------------------------------------------------
 # Piece-wise encoding
 # --------------------------------------------------------------------------
 
@@ -249,7 +295,8 @@ def resolve_judge_tokens(tokenizer, tokens: Sequence[str]) -> tuple[int, int]:
             pieces = tokenizer.convert_ids_to_tokens(encoded)
             raise TemplateError(
                 f"config.judge.tokens: {text!r} is not a single token; it tokenizes to "
-                f"{len(encoded)} tokens {pieces} (ids {encoded})")
+                f"{len(encoded)} tokens {pieces} (ids {encoded}); pick two strings that are "
+                f"one token each for this tokenizer (e.g. ' A', ' B')")
         ids.append(encoded[0])
     if ids[0] == ids[1]:
         raise TemplateError(f"config.judge.tokens: {tokens[0]!r} and {tokens[1]!r} are the "

@@ -8,7 +8,7 @@
   decode(encode(x)) == x), with merges learnt by a small deterministic trainer
   (most frequent pair first, ties broken by the pair's text) on a corpus drawn from
   the synthetic suite (questions, right and wrong answers) and the judge templates
-  of `sjjax.config.default_judge_templates()` filled with suite pairs. The same
+  of `sjjax.data.templates.default_judge_templates()` filled with suite pairs. The same
   arguments give the same vocabulary, byte for byte. The vocabulary depends on the
   suite's wording: save the tokenizer next to a model trained with it.
 - Digits are split individually (pre-tokenizer `Digits(individual_digits=True)`),
@@ -48,9 +48,9 @@ def training_corpus(seed: int = 0, n_per_cell: int = 40) -> list[str]:
     and judge prompts (every default judge template) over suite pairs."""
     import random
 
-    from sjjax.config import default_judge_templates
     from sjjax.data import synthetic
     from sjjax.data.records import ROLE_NAMES, render_context
+    from sjjax.data.templates import default_judge_templates
 
     texts = []
     for role, name in ROLE_NAMES.items():

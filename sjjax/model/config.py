@@ -13,6 +13,8 @@ from typing import Any, Mapping
 
 import jax.numpy as jnp
 
+from sjjax.errors import ConfigError, InputNotFoundError, ModelFileError, SjjaxError
+
 # model_type -> the architecture names transformers writes into config.json.
 SUPPORTED_MODEL_TYPES = {
     "llama": "LlamaForCausalLM",
@@ -23,7 +25,7 @@ SUPPORTED_MODEL_TYPES = {
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
-class UnsupportedArchitectureError(ValueError):
+class UnsupportedArchitectureError(SjjaxError, ValueError):
     """The checkpoint's architecture is not one this decoder implements."""
 
 
@@ -68,13 +70,15 @@ class ModelConfig:
                 f"model_type {self.model_type!r} is not supported; supported: "
                 f"{sorted(SUPPORTED_MODEL_TYPES)}")
         if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"num_heads={self.num_heads} is not a multiple of "
-                             f"num_kv_heads={self.num_kv_heads}")
+            raise ConfigError(f"model config: num_heads={self.num_heads} is not a multiple of "
+                              f"num_kv_heads={self.num_kv_heads} (config.model.tiny, or the "
+                              f"model's config.json)")
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in _DTYPES:
-                raise ValueError(f"{name}={getattr(self, name)!r}; expected one of {sorted(_DTYPES)}")
+                raise ConfigError(f"config.model.{name}: {getattr(self, name)!r}; expected one "
+                                  f"of {sorted(_DTYPES)}")
         if self.remat not in ("none", "full", "dots"):
-            raise ValueError(f"remat={self.remat!r}; expected none, full or dots")
+            raise ConfigError(f"config.model.remat: {self.remat!r}; expected none, full or dots")
 
     @property
     def compute_dtype(self):
@@ -113,12 +117,13 @@ class ModelConfig:
         if model_type not in SUPPORTED_MODEL_TYPES:
             raise UnsupportedArchitectureError(
                 f"unsupported architecture: model_type={model_type!r}, architectures={archs}; "
-                f"sjjax implements {sorted(SUPPORTED_MODEL_TYPES)}")
+                f"sjjax implements {sorted(SUPPORTED_MODEL_TYPES)} (the Llama family); "
+                f"pick a model of that family")
         for arch in archs:
             if arch not in SUPPORTED_MODEL_TYPES.values():
                 raise UnsupportedArchitectureError(
                     f"unsupported architecture {arch!r}; sjjax implements "
-                    f"{sorted(SUPPORTED_MODEL_TYPES.values())}")
+                    f"{sorted(SUPPORTED_MODEL_TYPES.values())} (the Llama family)")
         num_heads = hf["num_attention_heads"]
         head_dim = hf.get("head_dim") or hf["hidden_size"] // num_heads
         rope_scaling = hf.get("rope_scaling")
@@ -172,11 +177,15 @@ class ModelConfig:
             with open(path) as f:
                 hf = json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
+            raise ModelFileError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
+        except FileNotFoundError as e:
+            raise InputNotFoundError(f"{path}: model config.json not found") from e
         try:
             return cls.from_hf_dict(hf, **overrides)
+        except UnsupportedArchitectureError as e:
+            raise UnsupportedArchitectureError(f"{path}: {e}") from None
         except KeyError as e:
-            raise ValueError(f"{path}: missing field {e.args[0]!r}") from e
+            raise ModelFileError(f"{path}: missing field {e.args[0]!r}") from e
 
     def to_hf_dict(self) -> dict[str, Any]:
         """The `config.json` transformers needs to load an exported checkpoint."""

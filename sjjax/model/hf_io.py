@@ -17,6 +17,7 @@ from typing import Callable, Iterator, Mapping
 import jax
 import numpy as np
 
+from sjjax.errors import InputNotFoundError, ModelFileError, SjjaxError
 from sjjax.model.config import ModelConfig
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -24,7 +25,7 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 _IGNORED_SUFFIXES = ("rotary_emb.inv_freq",)
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(SjjaxError, ValueError):
     """A checkpoint's tensors do not fit the model config."""
 
 
@@ -148,30 +149,52 @@ class SafetensorsDir:
         self.path = os.fspath(path)
         index = os.path.join(self.path, SAFETENSORS_INDEX)
         if os.path.exists(index):
-            with open(index) as f:
-                weight_map = json.load(f)["weight_map"]
+            try:
+                with open(index) as f:
+                    weight_map = json.load(f)["weight_map"]
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ModelFileError(f"{index}: not a safetensors index (a JSON object with "
+                                     f"a 'weight_map'): {err}") from None
             self.files = {name: os.path.join(self.path, file) for name, file in weight_map.items()}
         else:
             files = sorted(f for f in os.listdir(self.path) if f.endswith(".safetensors"))
             if not files:
-                raise FileNotFoundError(f"{self.path}: no *.safetensors files")
+                raise InputNotFoundError(f"{self.path}: no *.safetensors files (is this a "
+                                         f"Hugging Face model dir?)")
             self.files = {}
-            from safetensors import safe_open
             for file in files:
                 full = os.path.join(self.path, file)
-                with safe_open(full, framework="flax") as f:
+                with _open_safetensors(full) as f:
                     self.files.update({name: full for name in f.keys()})
 
     def names(self) -> set[str]:
         return set(self.files)
 
     def get(self, name: str) -> np.ndarray:
-        from safetensors import safe_open
         # The flax framework reads bfloat16, which safetensors' numpy reader cannot;
         # keep the array on the host so a large checkpoint never lands on one device.
         with jax.default_device(jax.devices("cpu")[0]):
-            with safe_open(self.files[name], framework="flax") as f:
-                return np.asarray(f.get_tensor(name))
+            with _open_safetensors(self.files[name]) as f:
+                try:
+                    return np.asarray(f.get_tensor(name))
+                except Exception as err:  # safetensors' own error type: truncated data
+                    raise ModelFileError(f"{self.files[name]}: tensor {name!r} cannot be "
+                                         f"read ({err}); the file is truncated or corrupt, "
+                                         f"download it again") from None
+
+
+def _open_safetensors(path: str):
+    """safe_open, with a truncated or corrupt file (or a missing shard named by the
+    index) reported as one line naming the file."""
+    from safetensors import safe_open
+    if not os.path.isfile(path):
+        raise InputNotFoundError(f"{path}: safetensors file not found (named by "
+                                 f"{SAFETENSORS_INDEX}?)")
+    try:
+        return safe_open(path, framework="flax")
+    except Exception as err:  # safetensors_rust.SafetensorError: a bad header
+        raise ModelFileError(f"{path}: not a readable safetensors file ({err}); the file is "
+                             f"truncated or corrupt, download it again") from None
 
 
 def load_hf_dir(path: str | os.PathLike, **config_overrides) -> tuple[ModelConfig, dict]:
@@ -179,7 +202,7 @@ def load_hf_dir(path: str | os.PathLike, **config_overrides) -> tuple[ModelConfi
     path = os.fspath(path)
     config_path = os.path.join(path, "config.json")
     if not os.path.exists(config_path):
-        raise FileNotFoundError(f"{path}: no config.json (is this a Hugging Face model dir?)")
+        raise InputNotFoundError(f"{path}: no config.json (is this a Hugging Face model dir?)")
     cfg = ModelConfig.from_hf_json(config_path, **config_overrides)
     reader = SafetensorsDir(path)
     params = hf_tensors_to_params(reader.get, reader.names(), cfg, source=path)

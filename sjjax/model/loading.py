@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from sjjax.errors import InputNotFoundError
 from sjjax.model.config import ModelConfig
 from sjjax.model.gguf_io import load_gguf
 from sjjax.model.hf_io import load_hf_dir
@@ -28,7 +29,8 @@ def load_pretrained(path: str | os.PathLike, *, with_tokenizer: bool = True,
     elif os.path.isdir(path):
         cfg, params = load_hf_dir(path, **config_overrides)
     else:
-        raise FileNotFoundError(f"{path}: neither a .gguf file nor a model directory")
+        raise InputNotFoundError(f"{path}: neither a .gguf file nor a model directory "
+                                 f"(config.model.source?)")
     tokenizer = load_tokenizer(path) if with_tokenizer else None
     return cfg, params, tokenizer
 

@@ -1,11 +1,14 @@
 """Named architectures (shapes only, no weights) as `ModelConfig`s.
 
-    from sjjax.model.presets import get_preset
-    cfg = get_preset("llama2_7b", param_dtype="bfloat16", dtype="bfloat16", remat="full")
+    from sjjax.model.presets import get_architecture
+    cfg = get_architecture("llama2_7b", param_dtype="bfloat16", dtype="bfloat16", remat="full")
 
 Used by the memory/FLOPs planner (`python -m sjjax.plan`) and for random-init
 experiments at real sizes. The numbers are those of the Hugging Face `config.json`
 of each model (layers, widths, heads, vocab, rope, norm epsilon, tying).
+
+These are architectures, not experiment setups: the named setups of every phase
+(`sjjax.presets.PRESETS`, some of which share a name such as "llama2_7b") are another table.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ _LLAMA3_ROPE_SCALING = tuple(sorted({
     "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
     "original_max_position_embeddings": 8192}.items()))
 
-PRESETS: dict[str, dict] = {
+ARCHITECTURES: dict[str, dict] = {
     # HuggingFaceTB/SmolLM2-135M(-Instruct): the model this project runs on CPU.
     "smollm2_135m": dict(
         model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
@@ -49,24 +52,24 @@ PRESETS: dict[str, dict] = {
         rope_scaling=_LLAMA3_ROPE_SCALING, bos_token_id=128000, eos_token_id=128001),
 }
 
-# Other spellings accepted by `get_preset` (e.g. config.model.source = "smollm2").
+# Other spellings accepted by `get_architecture` (e.g. config.model.source = "smollm2").
 ALIASES = {"smollm2": "smollm2_135m", "llama2-7b": "llama2_7b", "llama3-8b": "llama3_8b",
            "mistral-7b": "mistral_7b", "llama-1b": "llama_1b", "llama3_2_1b": "llama_1b"}
 
 
-def preset_names() -> list[str]:
-    return sorted(PRESETS)
+def architecture_names() -> list[str]:
+    return sorted(ARCHITECTURES)
 
 
-def is_preset(name: str) -> bool:
-    return name in PRESETS or name in ALIASES
+def is_architecture(name: str) -> bool:
+    return name in ARCHITECTURES or name in ALIASES
 
 
-def get_preset(name: str, **overrides) -> ModelConfig:
+def get_architecture(name: str, **overrides) -> ModelConfig:
     """The named architecture as a ModelConfig; `overrides` replace any field
     (dtype, param_dtype, remat, num_layers for a shallow copy, ...)."""
     key = ALIASES.get(name, name)
-    if key not in PRESETS:
-        raise KeyError(f"unknown model preset {name!r}; known: {preset_names()} "
+    if key not in ARCHITECTURES:
+        raise KeyError(f"unknown model architecture {name!r}; known: {architecture_names()} "
                        f"(aliases {sorted(ALIASES)})")
-    return ModelConfig(**{**PRESETS[key], **overrides})
+    return ModelConfig(**{**ARCHITECTURES[key], **overrides})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,6 @@ import numpy as np
 from flax import nnx
 
 from sjjax import sharding
-from sjjax.kernels import cpu_matvec
 from sjjax.model.config import ModelConfig
 from sjjax.model.kv_cache import KVCache
 from sjjax.model.rope import apply_rope, inverse_frequencies
@@ -53,18 +52,6 @@ PROJECTION_AXES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "down_proj": (("mlp",), ("embed",)),
     "lm_head": (("embed",), ("vocab",)),
 }
-
-
-class PackedKernel(NamedTuple):
-    """A projection's kernel for every layer, packed for the CPU decode kernel
-    (`sjjax.kernels.cpu_matvec`), and the layer to use: stacked [L, panels, K, P],
-    layer int32 []. See `Transformer.pack_for_decoding`."""
-    stacked: jax.Array
-    layer: jax.Array | int
-
-
-def _pick(packed: dict | None, name: str):
-    return None if packed is None else packed[name]
 
 
 def _normal(key, shape, stddev, dtype):
@@ -90,7 +77,8 @@ class Linear(nnx.Module):
         # that start as None static, so they are not declared here).
 
     def add_lora(self, rank: int, alpha: float, key: jax.Array, dtype=jnp.float32):
-        """Attaches adapters: A ~ U(±1/sqrt(fan_in)) as in PEFT, B = 0, so the output is unchanged."""
+        """Attaches adapters: A ~ U(±1/sqrt(fan_in)) as in PEFT and B = 0, so the output
+        is unchanged."""
         fan_in = int(np.prod(self.in_shape))
         bound = 1.0 / math.sqrt(fan_in)
         self.lora_a = LoRAParam(jax.random.uniform(
@@ -98,24 +86,11 @@ class Linear(nnx.Module):
         self.lora_b = LoRAParam(jnp.zeros(self.stack + (rank,) + self.out_shape, dtype))
         self.lora_scale = alpha / rank
 
-    def pack_for_decoding(self) -> jax.Array:
-        """kernel packed for the CPU decode kernel: [L (1 unstacked), panels, K, P]."""
-        return cpu_matvec.pack(self.kernel[...], int(np.prod(self.in_shape)),
-                               int(np.prod(self.out_shape)))
-
-    def __call__(self, x: jax.Array, lora: bool = True,
-                 packed: PackedKernel | None = None) -> jax.Array:
-        """packed: this kernel packed for the CPU decode kernel (float32 models only),
-        used instead of `kernel` for the main product."""
+    def __call__(self, x: jax.Array, lora: bool = True) -> jax.Array:
+        """x: [..., *in_shape] -> [..., *out_shape] in the compute dtype."""
         n_in = len(self.in_shape)
         dt = self.compute_dtype
-        if packed is None:
-            y = jnp.tensordot(x.astype(dt), self.kernel[...].astype(dt), axes=n_in)
-        else:
-            batch = x.shape[:x.ndim - n_in]
-            y = cpu_matvec.matmul(x.reshape(*batch, -1), packed.stacked,
-                                  int(np.prod(self.out_shape)), packed.layer)
-            y = y.reshape(*batch, *self.out_shape).astype(dt)
+        y = jnp.tensordot(x.astype(dt), self.kernel[...].astype(dt), axes=n_in)
         if self.bias is not None:
             y = y + self.bias[...].astype(dt)
         if lora and getattr(self, "lora_a", None) is not None:
@@ -165,46 +140,37 @@ class Attention(nnx.Module):
         self.rope = (dh, cfg.rope_theta, cfg.rope_scaling)  # hashable: lives in the graphdef
         self.num_kv_heads, self.head_dim = k, dh
 
-    def __call__(self, x, geo: AttentionInputs, cache_kv, lora: bool, packed=None):
+    def __call__(self, x, geo: AttentionInputs, cache_kv, lora: bool):
         """x: [B, T, d]; cache_kv: None, or this layer's cached (k, v) [B, K, S, Dh], read
-        only; packed: None or {projection name: PackedKernel}. Returns (out [B, T, d],
-        (k, v) [B, T, K, Dh] of the new tokens), which the caller writes into the cache
-        once for all layers."""
+        only. Returns (out [B, T, d], (k, v) [B, T, K, Dh] of the new tokens), which the
+        caller writes into the cache once for all layers."""
         b, t, _ = x.shape
         dh, theta, scaling = self.rope
         inv_freq = inverse_frequencies(dh, theta, dict(scaling) if scaling else None)
-        q = apply_rope(self.q_proj(x, lora, _pick(packed, "q_proj")), geo.positions,
-                       inv_freq)  # [B,T,H,Dh]
-        k = apply_rope(self.k_proj(x, lora, _pick(packed, "k_proj")), geo.positions,
-                       inv_freq)  # [B,T,K,Dh]
-        v = self.v_proj(x, lora, _pick(packed, "v_proj"))
+        q = apply_rope(self.q_proj(x, lora), geo.positions, inv_freq)  # [B, T, H, Dh]
+        k = apply_rope(self.k_proj(x, lora), geo.positions, inv_freq)  # [B, T, K, Dh]
+        v = self.v_proj(x, lora)                                       # [B, T, K, Dh]
         q = sharding.constrain(q, ("batch", "length", "heads", "head_dim"))
-        groups = q.shape[2] // self.num_kv_heads
-        q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim)
+        q = q.reshape(b, t, self.num_kv_heads, -1, dh)                 # [B, T, K, G, Dh]
         dt = q.dtype
-        scale = 1.0 / math.sqrt(self.head_dim)
-        neg = jnp.finfo(jnp.float32).min
 
-        def scores_of(keys, mask, spec):
+        def scores(keys, mask, spec):  # -> [B, K, G, T, S] float32, masked
             s = jnp.einsum(spec, q, keys.astype(dt), preferred_element_type=jnp.float32)
-            return jnp.where(mask, s * scale, neg)
+            return jnp.where(mask, s / math.sqrt(dh), jnp.finfo(jnp.float32).min)
 
         # One softmax over [cached slots ; new tokens]: the cache is read in place, never
         # copied or rewritten per layer (that traffic dominated one-token decode steps).
-        scores = scores_of(k, geo.mask, "btkgd,bskd->bkgts")
-        if cache_kv is not None:  # cached k, v: [B, K, S, Dh]
-            cached = scores_of(cache_kv[0], geo.cache_mask, "btkgd,bksd->bkgts")
-            scores = jnp.concatenate([cached, scores], -1)
-        probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs[..., -t:], v.astype(dt))
+        s = scores(k, geo.mask, "btkgd,bskd->bkgts")
         if cache_kv is not None:
-            # Output in the cache's batch-major order, transposed after: with
-            # "->btkgd" XLA:CPU lays this out as V^T @ P, which misses its fast matmul
-            # path and took 2x as long as this (decode reads the whole cache here).
-            cached_out = jnp.einsum("bkgts,bksd->bkgtd", probs[..., :-t], cache_kv[1].astype(dt))
-            out = out + jnp.transpose(cached_out, (0, 3, 1, 2, 4))
-        out = out.reshape(b, t, -1, self.head_dim)
-        return self.o_proj(out, lora, _pick(packed, "o_proj")), (k, v)
+            cached_k, cached_v = cache_kv
+            s = jnp.concatenate([scores(cached_k, geo.cache_mask, "btkgd,bksd->bkgts"), s], -1)
+        probs = jax.nn.softmax(s, axis=-1).astype(dt)
+        out = jnp.einsum("bkgts,bskd->btkgd", probs[..., -t:], v.astype(dt))  # [B, T, K, G, Dh]
+        if cache_kv is not None:
+            # "->bkgtd", then transposed: "->btkgd" makes XLA:CPU compute V^T P, 2x slower.
+            cached = jnp.einsum("bkgts,bksd->bkgtd", probs[..., :-t], cached_v.astype(dt))
+            out = out + cached.transpose(0, 3, 1, 2, 4)
+        return self.o_proj(out.reshape(b, t, -1, dh), lora), (k, v)
 
 
 class MLP(nnx.Module):
@@ -216,12 +182,10 @@ class MLP(nnx.Module):
         self.up_proj = Linear((d,), (f,), cfg, rngs=rngs, stack=stack, use_bias=cfg.mlp_bias)
         self.down_proj = Linear((f,), (d,), cfg, rngs=rngs, stack=stack, use_bias=cfg.mlp_bias)
 
-    def __call__(self, x, lora: bool, packed=None):
-        """packed: None or {projection name: PackedKernel}."""
-        h = (jax.nn.silu(self.gate_proj(x, lora, _pick(packed, "gate_proj")))
-             * self.up_proj(x, lora, _pick(packed, "up_proj")))
+    def __call__(self, x, lora: bool):
+        h = jax.nn.silu(self.gate_proj(x, lora)) * self.up_proj(x, lora)
         h = sharding.constrain(h, ("batch", "length", "mlp"))
-        return self.down_proj(h, lora, _pick(packed, "down_proj"))
+        return self.down_proj(h, lora)
 
 
 class DecoderLayer(nnx.Module):
@@ -237,12 +201,10 @@ class DecoderLayer(nnx.Module):
         self.post_attn_norm = RMSNorm(cfg.hidden_size, cfg, stack)
         self.mlp = MLP(cfg, rngs=rngs, stack=stack)
 
-    def __call__(self, x, geo: AttentionInputs, cache_kv, lora: bool, packed=None):
-        """packed: None or {"attn": {...}, "mlp": {...}} of PackedKernel."""
-        attn_out, new_kv = self.attn(self.input_norm(x), geo, cache_kv, lora,
-                                     _pick(packed, "attn"))
+    def __call__(self, x, geo: AttentionInputs, cache_kv, lora: bool):
+        attn_out, new_kv = self.attn(self.input_norm(x), geo, cache_kv, lora)
         x = x + attn_out
-        x = x + self.mlp(self.post_attn_norm(x), lora, _pick(packed, "mlp"))
+        x = x + self.mlp(self.post_attn_norm(x), lora)
         return sharding.constrain(x, ("batch", "length", "embed")), new_kv
 
 
@@ -297,8 +259,7 @@ class Transformer(nnx.Module):
     # ----------------------------------------------------------------- forward
     def __call__(self, tokens: jax.Array, mask: jax.Array | None = None,
                  cache: KVCache | None = None, *, lora: bool = True,
-                 logits: LogitsMode = "all", cache_window: int | None = None,
-                 packed: dict | None = None):
+                 logits: LogitsMode = "all", cache_window: int | None = None):
         """tokens, mask: [B, T]. Returns (out, cache) where out is
         logits [B, T, V] ("all"), logits [B, V] of the last slot ("last"), or
         final-norm hidden states [B, T, d] ("none"); cache is None without one.
@@ -306,9 +267,6 @@ class Transformer(nnx.Module):
         cache_window: attend to the cache's first `cache_window` slots only; the caller
         vouches that no later slot is filled yet (a decoding loop knows how far it has
         written). Decode steps read the whole cache each, so this saves real time.
-
-        packed: `pack_for_decoding()`'s output: the layers' projections (and the output
-        projection) run on the CPU decode kernel, for steps of a token or few per row.
         """
         cfg = self.config
         if mask is None:
@@ -323,25 +281,19 @@ class Transformer(nnx.Module):
         graphdef, *layer_params = nnx.split(self.layers, nnx.Param, LoRAParam, ...)
 
         def layer_step(x, layer_inputs):
-            params_i, cache_kv, index = layer_inputs
+            params_i, cache_kv = layer_inputs
             if cache_kv is not None:
-                # Sliced per layer, where XLA folds it into the layer's slice of the
-                # cache (slicing [L, ...] first would copy the whole window each step).
+                # Sliced here, per layer, XLA reads the window in place (slicing the
+                # [L, ...] cache before the scan would copy it on every step).
                 cache_kv = tuple(c[:, :, :cache_window] for c in cache_kv)
-            layer = nnx.merge(graphdef, *params_i)
-            # The packed kernels stay whole and the kernel picks the layer: a scanned
-            # slice of them would be copied out of the stack every step.
-            packed_i = None if packed is None else jax.tree.map(
-                lambda stacked: PackedKernel(stacked, index), packed["layers"])
-            return layer(x, geo, cache_kv, lora, packed_i)
+            return nnx.merge(graphdef, *params_i)(x, geo, cache_kv, lora)
 
         if cfg.remat != "none":
             layer_step = jax.checkpoint(layer_step, policy=_REMAT_POLICIES[cfg.remat],
                                         prevent_cse=False)
         cache_kv = None if cache is None else (cache.k, cache.v)
         # The new tokens' keys/values of every layer come out stacked: [L, B, T, K, Dh].
-        x, (new_k, new_v) = jax.lax.scan(
-            layer_step, x, (tuple(layer_params), cache_kv, jnp.arange(cfg.num_layers)))
+        x, (new_k, new_v) = jax.lax.scan(layer_step, x, (tuple(layer_params), cache_kv))
 
         new_cache = None
         if cache is not None:
@@ -359,60 +311,21 @@ class Transformer(nnx.Module):
         x = self.final_norm(x)
         if logits == "none":
             return x, new_cache
-        return self.logits(x, lora, packed=packed), new_cache
+        return self.logits(x, lora), new_cache
 
-    def output_kernel(self) -> jax.Array:
-        """The output projection as a [d, V] matrix in the compute dtype (a transposed
-        copy of the embedding when tied). A decoding loop computes it once and passes it
-        to `logits`: XLA:CPU reads the tied embedding 15% faster in this layout."""
+    def logits(self, hidden: jax.Array, lora: bool = True) -> jax.Array:
+        """Final-norm hidden states [..., d] -> float32 logits [..., V]."""
         cfg = self.config
-        if self.lm_head is None:
-            return self.embedder[...].astype(cfg.compute_dtype).T
-        return self.lm_head.kernel[...].astype(cfg.compute_dtype)
-
-    def logits(self, hidden: jax.Array, lora: bool = True,
-               output_kernel: jax.Array | None = None, packed: dict | None = None) -> jax.Array:
-        """Final-norm hidden states [..., d] -> float32 logits [..., V]; output_kernel:
-        `output_kernel()`, or packed: `pack_for_decoding()`, computed once by the caller."""
-        cfg = self.config
-        if packed is not None:
-            if self.lm_head is None:
-                return cpu_matvec.matmul(hidden, packed["output"], cfg.vocab_size)
-            return self.lm_head(hidden, lora, PackedKernel(packed["output"], 0)).astype(
-                jnp.float32)
-        if output_kernel is not None:
-            return jnp.einsum("...d,dv->...v", hidden.astype(cfg.compute_dtype), output_kernel,
+        if self.lm_head is None:  # tied: the embedding [V, d] is the output projection
+            return jnp.einsum("...d,vd->...v", hidden.astype(cfg.compute_dtype),
+                              self.embedder[...].astype(cfg.compute_dtype),
                               preferred_element_type=jnp.float32)
-        if self.lm_head is None:
-            out = jnp.einsum("...d,vd->...v", hidden.astype(cfg.compute_dtype),
-                             self.embedder[...].astype(cfg.compute_dtype),
-                             preferred_element_type=jnp.float32)
-        else:
-            out = self.lm_head(hidden, lora)
-        return out.astype(jnp.float32)
-
-    def pack_for_decoding(self) -> dict:
-        """Every projection kernel packed for the CPU decode kernel, computed once per
-        parameter set (one pass over the weights; float32 models on CPU only):
-        {"layers": {"attn": {name: [L, panels, K, P]}, "mlp": {...}}, "output": [1, ...]}.
-        Pass it as `packed` to `__call__` / `logits`."""
-        cfg = self.config
-        if cfg.compute_dtype != jnp.float32:
-            raise ValueError("the CPU decode kernel computes in float32; this model "
-                             f"computes in {jnp.dtype(cfg.compute_dtype).name}")
-        layers = {group: {name: getattr(module, name).pack_for_decoding() for name in names}
-                  for group, module, names in (
-                      ("attn", self.layers.attn, ("q_proj", "k_proj", "v_proj", "o_proj")),
-                      ("mlp", self.layers.mlp, ("gate_proj", "up_proj", "down_proj")))}
-        output = (cpu_matvec.pack(self.embedder[...], cfg.hidden_size, cfg.vocab_size,
-                                  transposed=True)
-                  if self.lm_head is None else self.lm_head.pack_for_decoding())
-        return {"layers": layers, "output": output}
+        return self.lm_head(hidden, lora).astype(jnp.float32)
 
     # ------------------------------------------------------------------- LoRA
     def add_lora(self, rank: int, alpha: float, targets: Sequence[str], rngs: nnx.Rngs):
         """Attaches LoRA adapters to the named projections of every layer."""
-        unknown = set(targets) - set(PROJECTION_AXES) - set()
+        unknown = set(targets) - set(PROJECTION_AXES)
         if unknown:
             raise ValueError(f"unknown LoRA target(s) {sorted(unknown)}; "
                              f"choose from {sorted(k for k in PROJECTION_AXES if k != 'lm_head')}")

@@ -7,8 +7,6 @@ import dataclasses
 import os
 from typing import Any
 
-import jax
-
 from sjjax import assets
 from sjjax.checkpoint import is_run_dir
 from sjjax.config import ConfigError
@@ -97,16 +95,6 @@ def _tiny_policy(config) -> Policy:
                       **fields, **model_overrides(config.model))
     graphdef, params, lora = split_params(init_model(cfg, seed=config.seed))
     return Policy(graphdef, params, lora, cfg, tokenizer)
-
-
-def export_if_asked(config, model_config: ModelConfig, params, tokenizer) -> str | None:
-    """config.checkpoint.export_hf: also write run_dir/hf (safetensors + tokenizer)."""
-    if not config.checkpoint.get("export_hf"):
-        return None
-    from sjjax.model.hf_io import save_hf_dir
-    path = os.path.join(config.run_dir, "hf")
-    save_hf_dir(path, model_config, jax.device_get(params), tokenizer)
-    return path
 
 
 def sampling_params(s) -> SamplingParams:

@@ -3,13 +3,20 @@
 For the model in config.model.source (a run directory or pretrained weights):
 - oracle accuracy of greedy replies on held-out synthetic prompts;
 - judge accuracy on held-out labelled pairs (synthetic; a held-out part of HH-RLHF),
-  position consistency, and the "longer response wins" baseline;
+  position consistency, exact ties, and beside it the question-blind baselines on the
+  same pairs (`sjjax.evaluation.shortcuts`; their best is the bar). On the synthetic
+  suite the old labelled pairs are shortcut-solvable (eval key "judge", marked so);
+  "judge_shortcut_proof" is the same held-out questions with wrong answers that defeat
+  every question-blind rule (`synthetic.shortcut_proof_pairs`);
 - win rate of its replies against reference outputs (AlpacaEval), judged in both
   orders by config.evaluate.judge_source (default: the model itself);
 - mean response length and 4-gram repetition;
-- tournament self-rejection for N in config.evaluate.tournament_sizes.
+- tournament self-rejection for N in config.evaluate.tournament_sizes, on prompts drawn
+  evenly over the task families and levels.
 
-Writes run_dir/eval.json; `sjjax.report` turns one or more of them into a report.
+This module is the phase: it reads the config, loads the models and writes
+run_dir/eval.json; `sjjax.evaluation` computes the metrics, and `sjjax.report` turns
+one or more eval.json files into a report.
 """
 
 from __future__ import annotations
@@ -23,29 +30,18 @@ import ml_collections
 import numpy as np
 
 from sjjax.config import ConfigError, save_resolved
+from sjjax.data import synthetic
 from sjjax.data.readers import read_alpaca_eval
 from sjjax.data.sources import load_oracle, read_sources
 from sjjax.data.templates import JudgePromptBuilder
-from sjjax.evaluation import (Responder, evaluate_judge, response_quality, synthetic_family,
-                              tournament_sweep, win_rate_against_references)
+from sjjax.evaluation import (evaluate_judge, greedy_quality, stratified_prompts,
+                              synthetic_family, tournament_sweep, win_rate_against_references)
+from sjjax.generation import Responder
 from sjjax.judge import Judge
 from sjjax.phases.common import load_policy, sampling_params
 from sjjax.sampling import SamplingParams
 
 log = logging.getLogger("sjjax")
-
-
-def default_evaluate_config() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dict(
-        judge_source="",            # "" = the evaluated model judges (self-judgment)
-        num_prompts=128,            # held-out prompts for oracle accuracy / tournaments
-        num_pairs=256,              # held-out labelled pairs for judge accuracy
-        tournament_sizes=(1, 2, 4, 8, 16),
-        tournament_prompts=64,
-        win_rate_references="",     # AlpacaEval JSON (instruction, output) or ""
-        win_rate_items=32,
-        label="",                   # name of this model in reports (default: its run dir)
-    ))
 
 
 def validate(config) -> None:
@@ -73,6 +69,45 @@ def _heldout(config):
             _sample(records.judgments, ev.num_pairs, config.seed + 1))
 
 
+def shortcut_proof_judgments(config) -> list:
+    """The synthetic sources' held-out labelled-pair questions (the draw of their
+    labelled pairs, and the same seeded subset of them as `_heldout`) with wrong
+    answers that defeat every question-blind rule (`synthetic.shortcut_proof_pairs`)."""
+    tasks = []
+    for spec in config.data.sources:
+        spec = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
+        if spec.get("format") != "synthetic" or not spec.get("n_pairs"):
+            continue
+        seed = int(spec.get("seed", 0))
+        directions = {k: tuple(v) for k, v in dict(spec.get("directions") or {}).items()}
+        drawn = synthetic.generate(seed, int(spec["n_pairs"]), "heldout",
+                                   tuple(spec.get("families", synthetic.FAMILIES)),
+                                   tuple(spec.get("levels", (1, 2, 3))), stream="pairs",
+                                   directions=directions)
+        tasks += [(t, seed, spec.get("principle", "helpfulness")) for t in drawn]
+    chosen = _sample(tasks, config.evaluate.num_pairs, config.seed + 1)
+    out = []
+    for seed, principle in dict.fromkeys((s, p) for _, s, p in chosen):
+        group = [t for t, s, p in chosen if (s, p) == (seed, principle)]
+        out += [x.judgment(principle) for x in synthetic.shortcut_proof_pairs(group, seed)]
+    return out
+
+
+def tournament_prompts(config, prompts) -> list:
+    """The tournament sweep's prompts: config.evaluate.tournament_prompts of them, drawn
+    evenly over families and levels (seeded)."""
+    return stratified_prompts(prompts, config.evaluate.tournament_prompts, config.seed)
+
+
+def _judge_policy(config, policy):
+    """The model that judges: config.evaluate.judge_source, or the evaluated one."""
+    if not config.evaluate.judge_source:
+        return policy
+    judge_config = ml_collections.ConfigDict(config.to_dict())
+    judge_config.model.source = config.evaluate.judge_source
+    return load_policy(judge_config)
+
+
 def run(config):
     ev = config.evaluate
     policy = load_policy(config)
@@ -81,45 +116,48 @@ def run(config):
     key = jax.random.key(config.seed)
     prompts, judgments = _heldout(config)
     oracle = load_oracle(config)
-    responder = Responder(policy, max_new_tokens=config.sampling.max_new_tokens,
-                          batch_size=config.sampling.batch_size,
-                          prompt_bucket=config.sampling.prompt_bucket)
-    judge_policy = policy
-    if ev.judge_source:
-        judge_config = ml_collections.ConfigDict(config.to_dict())
-        judge_config.model.source = ev.judge_source
-        judge_policy = load_policy(judge_config)
+    responder = Responder.from_config(policy, config.sampling)
+    judge_policy = _judge_policy(config, policy)
     builder = JudgePromptBuilder.from_config(judge_policy.tokenizer, config.judge)
     judge = Judge(judge_policy.graphdef, builder, batch_size=config.judge.batch_size,
                   max_length=config.judge.max_length, pad_id=judge_policy.tokenizer.pad_token_id)
+    weights = dict(policy_params=policy.params, policy_lora=policy.lora,
+                   judge_params=judge_policy.params, judge_lora=judge_policy.lora)
     results = {"model": config.model.source, "label": ev.label or config.model.source,
                "judge": ev.judge_source or "self"}
 
     if prompts:
-        texts, lengths = responder.reply(prompts, key, SamplingParams(greedy=True))
-        results["greedy"] = response_quality(prompts, [t[0] for t in texts], lengths[:, 0],
-                                             oracle)
+        results["greedy"] = greedy_quality(responder, prompts, key, oracle,
+                                           policy_params=policy.params, policy_lora=policy.lora)
         log.info("greedy: %s", results["greedy"])
-    if judgments:
-        results["judge"] = evaluate_judge(judge, judge_policy.params, judge_policy.lora,
-                                          judgments, group=synthetic_family).as_dict()
-        log.info("judge accuracy %.3f (consistency %.3f)", results["judge"]["accuracy"],
-                 results["judge"]["position_consistency"])
+    proof = shortcut_proof_judgments(config) if ev.shortcut_proof else []
+    for name, pairs, kind in (("judge", judgments, "labelled"),
+                              ("judge_shortcut_proof", proof, "shortcut-proof")):
+        if not pairs:
+            continue
+        results[name] = evaluate_judge(judge, judge_policy.params, judge_policy.lora, pairs,
+                                       group=synthetic_family, seed=config.seed).as_dict()
+        if name == "judge" and proof:
+            kind = "labelled (shortcut-solvable: see judge_shortcut_proof)"
+        results[name]["pairs"] = kind
+        log.info("%s accuracy %.3f (consistency %.3f, ties %d); best question-blind rule "
+                 "%s %.3f", name, results[name]["accuracy"],
+                 results[name]["position_consistency"], results[name]["ties"],
+                 results[name]["baselines"]["best_rule"], results[name]["baselines"]["best"])
     if ev.tournament_sizes and prompts:
-        sampling = sampling_params(config.sampling)
-        sweep, _, _ = tournament_sweep(responder, judge, judge_policy.params, judge_policy.lora,
-                                 prompts[:ev.tournament_prompts], tuple(ev.tournament_sizes),
-                                 jax.random.fold_in(key, 1), sampling, oracle)
+        sweep, _, _ = tournament_sweep(responder, judge, tournament_prompts(config, prompts),
+                                       tuple(ev.tournament_sizes), jax.random.fold_in(key, 1),
+                                       sampling_params(config.sampling), oracle, **weights)
         results["tournament"] = {str(n): v for n, v in sweep.items()}
     if ev.win_rate_references:
         items = read_alpaca_eval(ev.win_rate_references).eval_items[:ev.win_rate_items]
         results["win_rate"] = win_rate_against_references(
-            responder, judge, judge_policy.params, judge_policy.lora, items,
-            jax.random.fold_in(key, 2), SamplingParams(greedy=True))
+            responder, judge, items, jax.random.fold_in(key, 2), SamplingParams(greedy=True),
+            **weights)
     path = os.path.join(config.run_dir, "eval.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"[evaluate] {results['label']}: " + json.dumps(
-        {k: results[k] for k in ("greedy", "judge") if k in results}, default=str)[:600],
+        {k: results[k] for k in ("greedy", "judge", "judge_shortcut_proof") if k in results}, default=str)[:600],
         flush=True)
     return results

@@ -9,12 +9,10 @@ from __future__ import annotations
 import sys
 
 import jax
-import numpy as np
 
 from sjjax.config import ConfigError
-from sjjax.data.templates import ChatEncoder
+from sjjax.generation import Responder
 from sjjax.phases.common import load_policy, sampling_params
-from sjjax.sampling import Sampler, decode_response, left_pad
 
 
 def validate(config) -> None:
@@ -26,26 +24,17 @@ def validate(config) -> None:
 
 def run(config):
     policy = load_policy(config)
-    tok = policy.tokenizer
-    encoder = ChatEncoder(tok)
-    sampler = Sampler(policy.graphdef, policy.model_config,
-                      max_new_tokens=config.sampling.max_new_tokens,
-                      eos_ids=policy.eos_ids, pad_id=tok.pad_token_id)
+    # One batch per call (the prompts, or the conversation so far), on a fresh key.
+    responder = Responder.from_config(policy, config.sampling, batched=False)
     params = sampling_params(config.sampling)
     key = jax.random.key(config.seed)
     system = [{"role": "system", "content": config.generate.system}] if config.generate.system else []
 
     def reply(conversations):
         nonlocal key
-        tokens, mask = left_pad([encoder.encode_prompt(c) for c in conversations],
-                                 tok.pad_token_id, config.sampling.prompt_bucket)
         key, sub = jax.random.split(key)
-        out = sampler(policy.params, policy.lora, tokens, mask, sub, params)
-        texts = []
-        for row in range(len(conversations)):
-            ids = np.asarray(out.tokens[row, :int(out.lengths[row])])
-            texts.append(decode_response(tok, ids, policy.eos_ids))
-        return texts
+        out = responder.reply(policy.params, policy.lora, conversations, sub, params)
+        return [texts[0] for texts in out.texts]
 
     results = []
     if config.generate.prompts:

@@ -5,13 +5,15 @@
                                                            policy is the next reference/judge)
     evaluate every model; tournament sweep on the last; report (Markdown + plots)
 
-Each phase writes its own run directory under config.root; a phase whose final
-checkpoint exists is skipped, and one that was interrupted resumes, so rerunning
-the command continues the pipeline where it stopped.
+Each phase's config is the preset's (`sjjax.presets.make`), with its run directory under
+config.root, the model it starts from, and the user's `steps` and `overrides`. A phase
+whose final checkpoint exists is skipped, and one that was interrupted resumes, so
+rerunning the command continues the pipeline where it stopped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,8 +23,15 @@ import ml_collections
 from sjjax import presets
 from sjjax.checkpoint import has_final
 from sjjax.config import ConfigError, save_resolved
+from sjjax.phases import PHASE_NAMES, phase_module, validate_phase_config
 
 log = logging.getLogger("sjjax")
+
+# The phases the pipeline runs (and config.overrides may name).
+RUN_PHASES = tuple(p for p in PHASE_NAMES if p != "pipeline")
+# The field config.steps.<phase> sets.
+STEPS_FIELD = {"sft": "train.steps", "dpo": "train.steps", "jsft": "train.steps",
+               "self_judge": "self_judge.steps"}
 
 
 def default_pipeline_config(preset: str = "tiny") -> ml_collections.ConfigDict:
@@ -40,7 +49,7 @@ def default_pipeline_config(preset: str = "tiny") -> ml_collections.ConfigDict:
     c.evaluate = True
     c.tournament_sizes = (1, 2, 4, 8, 16)
     # Training steps per phase (0 = the preset's): --config.steps.jsft=300
-    c.steps = ml_collections.ConfigDict(dict(sft=0, dpo=0, jsft=0, self_judge=0))
+    c.steps = ml_collections.ConfigDict({phase: 0 for phase in STEPS_FIELD})
     # Any other per-phase change, as nested dicts in a config file:
     # c.overrides = {"jsft": {"train": {"learning_rate": 3e-4}}, "self_judge": {...}}
     c.overrides = ml_collections.ConfigDict()
@@ -53,15 +62,79 @@ def validate(config) -> None:
     if config.iterations < 0:
         raise ConfigError("config.iterations: must be >= 0")
     for phase in config.overrides:
-        if phase not in presets.PHASE_NAMES:
-            raise ConfigError(f"config.overrides.{phase}: not a phase ({presets.PHASE_NAMES})")
-    for phase, config_ in plan(config):
-        _validate_phase(config_)
+        if phase not in RUN_PHASES:
+            raise ConfigError(f"config.overrides.{phase}: not a phase ({RUN_PHASES})")
+    for _, phase_config_ in plan(config):
+        validate_phase_config(phase_config_)
 
 
-def _validate_phase(c):
-    from sjjax.config import validate as validate_config
-    validate_config(c)
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run of the pipeline."""
+    name: str                  # in logs and pipeline.json
+    phase: str
+    run_dir: str
+    source: str | None = None  # the model it starts from; None: the preset's
+    fields: dict = dataclasses.field(default_factory=dict)  # dotted key -> value
+
+
+def runs(config) -> list[Run]:
+    """The runs, in order, and their wiring: the run directory each starts from."""
+    root = config.root
+
+    def at(name: str) -> str:
+        return f"{root}/{name}"
+
+    self_samples = config.get("self_sample_judge_data", False)
+    out = []
+    if config.baselines or self_samples:
+        out.append(Run("sft", "sft", at("sft")))
+    if config.baselines:
+        out.append(Run("dpo", "dpo", at("dpo"), at(presets.START_FROM["dpo"])))
+    jsft_fields = ({"self_samples.enabled": True, "self_samples.model": at("sft")}
+                   if self_samples else {})
+    out.append(Run("jsft", "jsft", at("jsft"), fields=jsft_fields))
+    # Iteration k starts from (and is judged by) iteration k-1's policy; #1 from the JM.
+    previous = at(presets.START_FROM["self_judge"])
+    for k in range(1, config.iterations + 1):
+        name = f"self_judge_{k}"
+        out.append(Run(name, "self_judge", at(name), previous, {"seed": config.seed + k}))
+        previous = at(name)
+    if config.evaluate:
+        models = [r.name for r in out]  # every model trained above
+        # "base": the model JSFT started from (pretrained, or an untrained tiny model).
+        sources = {"base": presets.make("jsft", config.preset).model.source,
+                   **{m: at(m) for m in models}}
+        for name, source in sources.items():
+            # The N-sweep for the Judge Model and for the last self-trained policy.
+            sizes = tuple(config.tournament_sizes) if name in ("jsft", models[-1]) else ()
+            out.append(Run(f"eval_{name}", "evaluate", at(f"eval/{name}"), source,
+                           {"evaluate.tournament_sizes": sizes, "evaluate.label": name}))
+    return out
+
+
+def phase_config(config, r: Run) -> ml_collections.ConfigDict:
+    """The preset's config of r.phase, wired into the pipeline (seed, run dirs, the model
+    it starts from, r.fields), then the user's config.steps and config.overrides."""
+    c = presets.make(r.phase, config.preset)
+    c.seed = config.seed
+    c.data.tfds_dir = os.path.join(config.root, "tfds")
+    c.run_dir = r.run_dir
+    if r.source is not None:
+        c.model.source = r.source
+    _apply_overrides(c, r.fields)
+    num_steps = config.steps.get(r.phase, 0) if "steps" in config else 0
+    if num_steps:
+        _apply_overrides(c, {STEPS_FIELD.get(r.phase, "train.steps"): num_steps})
+    overrides = config.overrides.get(r.phase)
+    _apply_overrides(c, overrides.to_dict() if hasattr(overrides, "to_dict") else overrides,
+                     f".{r.phase}")
+    return c
+
+
+def plan(config) -> list[tuple[str, ml_collections.ConfigDict]]:
+    """The ordered (name, config) list the pipeline runs."""
+    return [(r.name, phase_config(config, r)) for r in runs(config)]
 
 
 def _apply_overrides(c: ml_collections.ConfigDict, overrides, where: str = "") -> None:
@@ -78,61 +151,6 @@ def _apply_overrides(c: ml_collections.ConfigDict, overrides, where: str = "") -
             c[head] = value
 
 
-def phase_config(config, phase: str, run_dir: str, source: str | None = None,
-                 **fields) -> ml_collections.ConfigDict:
-    c = presets.make(phase, config.preset)
-    c.seed = config.seed
-    shared_tfds = os.path.join(config.root, "tfds")
-    c.data.tfds_dir = shared_tfds
-    c.run_dir = run_dir
-    if source is not None:
-        c.model.source = source
-    for key, value in fields.items():
-        _apply_overrides(c, {key: value})
-    steps = config.steps.get(phase, 0) if "steps" in config else 0
-    if steps:
-        _apply_overrides(c, {"self_judge.steps" if phase == "self_judge" else "train.steps":
-                             steps})
-    overrides = config.overrides.get(phase)
-    _apply_overrides(c, overrides.to_dict() if hasattr(overrides, "to_dict") else overrides,
-                     f".{phase}")
-    return c
-
-
-def plan(config) -> list[tuple[str, ml_collections.ConfigDict]]:
-    """The ordered (name, config) list the pipeline runs."""
-    root = config.root
-    steps = []
-    self_samples = config.get("self_sample_judge_data", False)
-    if config.baselines or self_samples:
-        steps.append(("sft", phase_config(config, "sft", f"{root}/sft")))
-    if config.baselines:
-        steps.append(("dpo", phase_config(config, "dpo", f"{root}/dpo", f"{root}/sft")))
-    jsft_fields = ({"self_samples.enabled": True, "self_samples.model": f"{root}/sft"}
-                   if self_samples else {})
-    steps.append(("jsft", phase_config(config, "jsft", f"{root}/jsft", **jsft_fields)))
-    previous = f"{root}/jsft"
-    for k in range(1, config.iterations + 1):
-        run_dir = f"{root}/self_judge_{k}"
-        steps.append((f"self_judge_{k}", phase_config(config, "self_judge", run_dir, previous,
-                                                       seed=config.seed + k)))
-        previous = run_dir
-    if config.evaluate:
-        models = (["sft", "dpo"] if config.baselines else
-                  ["sft"] if self_samples else []) + ["jsft"] + [
-            f"self_judge_{k}" for k in range(1, config.iterations + 1)]
-        # "base": the model JSFT started from (pretrained, or an untrained tiny model).
-        base_source = presets.make("jsft", config.preset).model.source
-        sources = {"base": base_source, **{m: f"{root}/{m}" for m in models}}
-        for name, source in sources.items():
-            # The N-sweep for the Judge Model and for the last self-trained policy.
-            sizes = tuple(config.tournament_sizes) if name in ("jsft", models[-1]) else ()
-            steps.append((f"eval_{name}", phase_config(
-                config, "evaluate", f"{root}/eval/{name}", source,
-                **{"evaluate.tournament_sizes": sizes, "evaluate.label": name})))
-    return steps
-
-
 def _done(name: str, c) -> bool:
     if name.startswith("eval_"):
         return os.path.exists(os.path.join(c.run_dir, "eval.json"))
@@ -140,7 +158,6 @@ def _done(name: str, c) -> bool:
 
 
 def run(config):
-    from sjjax.phases import phase_module
     from sjjax.report import write_report
     os.makedirs(config.root, exist_ok=True)
     save_resolved(config, config.root)

@@ -11,7 +11,15 @@ JM, which is also the judge. Each step:
 Pairs whose two responses are identical carry no signal; they are counted and kept
 out of the loss and of the batch statistics. On the synthetic suite the oracle
 labels every pair too, giving the judge's agreement with the truth on the policy's
-own samples and the oracle accuracy of those samples.
+own samples and the oracle accuracy of those samples, and beside it each
+question-blind rule's agreement on the same informative pairs
+(`sjjax.evaluation.shortcuts`; the best of them is the bar the judge must clear).
+
+Controls (config.self_judge.judge): `oracle` lets the task oracle pick chosen and
+rejected (pairs both right or both wrong carry no preference and are kept out of the
+loss, like identical pairs); `oracle_noisy` flips that verdict with probability
+config.self_judge.oracle_flip, seeded per step (a resumed run flips the same pairs).
+They show how good a judge must be before self-training helps.
 
 With LoRA, the policy, the reference and the judge share one copy of the base
 weights: the reference and the judge are the base with adapters off.
@@ -20,21 +28,24 @@ weights: the reference and the judge are the base with adapters off.
 from __future__ import annotations
 
 import logging
+import time
 
 import jax
 import numpy as np
 
 from sjjax.config import ConfigError
 from sjjax.data.sources import load_oracle, load_prompts
-from sjjax.data.templates import ChatEncoder, JudgePromptBuilder
+from sjjax.data.templates import JudgePromptBuilder
+from sjjax.evaluation.shortcuts import RULES, agreement, rule_votes
+from sjjax.generation import Responder
 from sjjax.judge import Judge
 from sjjax.losses import DPOType
-from sjjax.metrics import summary_line
 from sjjax.phases.common import load_policy, sampling_params
-from sjjax.sampling import Sampler, bucket, decode_response, left_pad
-from sjjax.train import loop
-from sjjax.train.optim import make_optimizer
+from sjjax.sampling import bucket
+from sjjax.train import trainer
+from sjjax.train.memory import PeakMemory
 from sjjax.train.steps import LossSpec, make_dpo_step
+from sjjax.train.trainer import StepBatch
 
 log = logging.getLogger("sjjax")
 
@@ -49,8 +60,53 @@ def validate(config) -> None:
                           f"{DPOType.__args__}")
     if config.dpo.beta <= 0:
         raise ConfigError("config.dpo.beta: must be > 0")
-    if sj.judge not in ("reference", "policy"):
-        raise ConfigError(f"config.self_judge.judge: {sj.judge!r}; expected reference|policy")
+    if sj.judge not in JUDGES:
+        raise ConfigError(f"config.self_judge.judge: {sj.judge!r}; expected "
+                          f"{'|'.join(JUDGES)}")
+    if sj.judge in ORACLE_JUDGES and load_oracle(config) is None:
+        raise ConfigError(f"config.self_judge.judge: {sj.judge!r} needs prompts with an "
+                          f"oracle (the synthetic suite as config.data.sources / "
+                          f"prompt_sources)")
+    if not 0.0 <= float(sj.get("oracle_flip", 0.0)) <= 1.0:
+        raise ConfigError(f"config.self_judge.oracle_flip: {sj.oracle_flip} must be in [0, 1]")
+
+
+JUDGES = ("reference", "policy", "oracle", "oracle_noisy")
+ORACLE_JUDGES = ("oracle", "oracle_noisy")
+
+
+def oracle_labels(scores: np.ndarray, identical: np.ndarray, flip: float, seed: int,
+                  step: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The oracle judges (the controls): scores [n, 2] of the two samples ->
+    (a_wins [n], valid [n], flipped [n]).
+
+    A pair is valid (has a preference) when its responses differ and exactly one is
+    right; a_wins says the first is the right one, flipped with probability `flip`
+    (seeded by (seed, step): a resumed run flips the same pairs). Invalid pairs get
+    a_wins True and stay out of the loss."""
+    scores = np.asarray(scores, np.float64)
+    valid = (scores[:, 0] != scores[:, 1]) & ~np.asarray(identical, bool)
+    flipped = np.random.default_rng([seed, step, 0xF11]).random(len(scores)) < flip
+    a_wins = np.where(valid, (scores[:, 0] > scores[:, 1]) ^ flipped, True)
+    return a_wins, valid, flipped & valid
+
+
+def shortcut_metrics(questions, texts_a, texts_b, scores, informative, a_wins) -> dict:
+    """Each question-blind rule's agreement with the oracle on the informative pairs,
+    the best of them, and the judge's agreement with that best rule."""
+    sel = np.asarray(informative, bool)
+    if not sel.any():  # the same keys every step
+        return {**{f"oracle/shortcut_agreement/{name}": float("nan") for name in RULES},
+                "oracle/shortcut_agreement_best": float("nan"),
+                "oracle/judge_shortcut_agreement": float("nan")}
+    pick = lambda xs: [x for x, s in zip(xs, sel) if s]  # noqa: E731
+    votes = rule_votes(pick(texts_a), pick(texts_b), pick(questions))
+    truth = scores[sel, 0] > scores[sel, 1]
+    out = {f"oracle/shortcut_agreement/{name}": agreement(v, truth) for name, v in votes.items()}
+    best = max(votes, key=lambda name: out[f"oracle/shortcut_agreement/{name}"])
+    out["oracle/shortcut_agreement_best"] = out[f"oracle/shortcut_agreement/{best}"]
+    out["oracle/judge_shortcut_agreement"] = agreement(votes[best], np.asarray(a_wins)[sel])
+    return out
 
 
 def prompts_for_step(num_prompts: int, per_step: int, step: int, seed: int) -> np.ndarray:
@@ -101,121 +157,127 @@ def pair_outcomes(samples, scores, a_wins):
     return identical, informative, agree
 
 
-def run(config):
-    memory = loop.PeakMemory()  # before any weights are loaded
-    policy = load_policy(config)
-    tok = policy.tokenizer
-    sj = config.self_judge
-    prompts = load_prompts(config, split="train")
-    oracle = load_oracle(config)
-    total = int(sj.steps)
-    ctx = loop.open_run(config, policy.model_config, tok, total, memory)
-    mesh, rules = ctx.mesh, ctx.rules
+def _question(prompt) -> str:
+    return "\n".join(m["content"] for m in prompt.messages if m.get("role") == "user")
 
-    weights = loop.prepare_weights(policy, config, mesh, rules, needs_reference=True)
-    use_lora, graphdef = weights.use_lora, weights.graphdef
-    frozen, ref, base = weights.frozen, weights.ref, weights.base
 
-    optimizer, schedule = make_optimizer(config.train, total)
-    state = loop.init_state(weights.trainable, optimizer, config.seed, mesh)
-    state, meta = loop.restore_state(ctx, state)
-    spec = LossSpec(lora=use_lora, beta=config.dpo.beta, dpo_type=config.dpo.loss_type,
-                    label_smoothing=config.dpo.label_smoothing)
-    step_fn = None
+class SelfJudgeTask:
+    """Batches made on-policy: sample 2 responses per prompt from the current policy,
+    judge them with the frozen JM (or, as an ablation, the policy), build DPO rows."""
+    name = "self_judge"
+    needs_reference = True
+    progress_keys = ("loss", "oracle/sample_accuracy")
 
-    sampler = Sampler(graphdef, policy.model_config, max_new_tokens=config.sampling.max_new_tokens,
-                      eos_ids=policy.eos_ids, pad_id=tok.pad_token_id)
-    builder = JudgePromptBuilder.from_config(tok, config.judge)
-    # The judge runs on the policy's graph; the reference is that graph with adapters off.
-    judge = Judge(graphdef, builder, batch_size=config.judge.batch_size,
-                  max_length=config.judge.max_length, pad_id=tok.pad_token_id)
-    encoder = ChatEncoder(tok)
-    sampling = sampling_params(config.sampling)
-    prompt_ids = [encoder.encode_prompt(list(p.messages)) for p in prompts]
+    def __init__(self, config, policy):
+        self.config, self.policy = config, policy
+        self.prompts = load_prompts(config, split="train")
+        self.oracle = load_oracle(config)
+        self.sampling = sampling_params(config.sampling)
 
-    progress = loop.Progress(total, ctx.start_step, "self_judge", config.log.progress)
-    last_saved = ctx.start_step or None
-    row = {}
-    for step in range(ctx.start_step, total):
-        timer = loop.Timer()
-        idx = prompts_for_step(len(prompts), sj.prompts_per_step, step, config.seed)
-        tokens, mask = left_pad([prompt_ids[i] for i in idx], tok.pad_token_id,
-                                config.sampling.prompt_bucket)
+    def setup(self, weights) -> None:
+        c, tok = self.config, self.policy.tokenizer
+        self.weights = weights
+        # All the step's prompts in one sampler call (on the policy's graph, adapters on).
+        self.responder = Responder.from_config(self.policy, c.sampling,
+                                               graphdef=weights.graphdef, batched=False)
+        self.prompt_ids = self.responder.encode([p.messages for p in self.prompts])
+        # The judge runs on the policy's graph; the reference is that graph with adapters off.
+        self.judge = Judge(weights.graphdef, JudgePromptBuilder.from_config(tok, c.judge),
+                           batch_size=c.judge.batch_size, max_length=c.judge.max_length,
+                           pad_id=tok.pad_token_id)
+
+    def make_step(self, weights, optimizer, schedule):
+        spec = LossSpec(lora=weights.use_lora, beta=self.config.dpo.beta,
+                        dpo_type=self.config.dpo.loss_type,
+                        label_smoothing=self.config.dpo.label_smoothing)
+        return make_dpo_step(weights.graphdef, optimizer, spec, schedule)
+
+    def step_args(self, weights) -> tuple:
+        return (weights.frozen, weights.ref)
+
+    def batch(self, step, state):
+        c, tok, w = self.config, self.policy.tokenizer, self.weights
+        sj = c.self_judge
+        started = time.perf_counter()
+        idx = prompts_for_step(len(self.prompts), sj.prompts_per_step, step, c.seed)
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), step)
-        out = sampler(_policy_params(state, frozen, use_lora), _policy_lora(state, use_lora),
-                      tokens, mask, key, sampling, num_samples=2)
-        lengths = np.asarray(out.lengths)
-        gen = np.asarray(out.tokens)
-        responses = [gen[r, :lengths[r]] for r in range(len(gen))]
-        t_sample = timer.lap()
+        params, lora = w.policy(state.trainable)
+        out = self.responder.sample(params, lora, [self.prompt_ids[i] for i in idx], key,
+                                    self.sampling, num_samples=2)
+        # flat rows 2k, 2k+1: the two samples of prompt k
+        responses = [r for pair in out.tokens for r in pair]
+        texts = [t for pair in out.texts for t in pair]
+        lengths = out.lengths.ravel()
+        t_sample = time.perf_counter() - started
 
-        texts = [decode_response(tok, r, policy.eos_ids) for r in responses]
-        pairs = [(prompts[i].context, texts[2 * k], texts[2 * k + 1]) for k, i in enumerate(idx)]
-        if sj.judge == "reference":  # the frozen JM: base weights, adapters off
-            judged = judge(base, _policy_lora(state, use_lora), pairs, use_lora=False)
-        else:  # ablation: the current policy judges its own samples
-            judged = judge(_policy_params(state, frozen, use_lora), _policy_lora(state, use_lora),
-                           pairs)
-        t_judge = timer.lap()
-
-        samples = [(tuple(responses[2 * k]), tuple(responses[2 * k + 1])) for k in range(len(idx))]
+        samples = [(tuple(responses[2 * k]), tuple(responses[2 * k + 1]))
+                   for k in range(len(idx))]
         scores = None
-        if oracle is not None:
-            scores = np.array([[oracle(prompts[i].meta, texts[2 * k + j]) for j in (0, 1)]
-                               for k, i in enumerate(idx)])
-        identical, informative, agree = pair_outcomes(samples, scores, judged.a_wins)
-        chosen = [responses[2 * k + (0 if w else 1)] for k, w in enumerate(judged.a_wins)]
-        rejected = [responses[2 * k + (1 if w else 0)] for k, w in enumerate(judged.a_wins)]
-        batch = dpo_rows([prompt_ids[i] for i in idx], chosen, rejected, ~identical,
-                         tok.pad_token_id, config.train.grad_accum, config.data.length_bucket)
-        batch = loop.batch_to_device(batch, mesh, rules)
-        if step_fn is None:
-            step_fn = loop.compile_step(make_dpo_step(graphdef, optimizer, spec, schedule), state,
-                                        (frozen, ref), batch, mesh)
-        if (~identical).any():
-            state, metrics = step_fn(state, frozen, ref, batch)
-            metrics = jax.device_get(metrics)
-            loop.check_finite(metrics, step, config.run_dir, last_saved)
-        else:  # nothing to learn from: keep the weights, advance the step
-            state = state._replace(step=state.step + 1)
-            metrics = {"loss": float("nan"), "pairs": 0}
-        t_update = timer.lap()
+        if self.oracle is not None:
+            scores = np.array([[self.oracle(self.prompts[i].meta, texts[2 * k + j])
+                                for j in (0, 1)] for k, i in enumerate(idx)])
+        pairs = [(self.prompts[i].context, texts[2 * k], texts[2 * k + 1])
+                 for k, i in enumerate(idx)]
+        judged = None
+        if sj.judge in ORACLE_JUDGES:  # the controls: the task oracle (maybe noisy)
+            flip = float(sj.get("oracle_flip", 0.0)) if sj.judge == "oracle_noisy" else 0.0
+            identical = np.array([a == b for a, b in samples])
+            a_wins, valid, flipped = oracle_labels(scores, identical, flip, c.seed, step)
+        elif sj.judge == "reference":  # the frozen JM: base weights, adapters off
+            judged = self.judge(w.base, lora, pairs, use_lora=False)
+        else:  # ablation: the current policy judges its own samples
+            judged = self.judge(params, lora, pairs)
+        if judged is not None:
+            a_wins = judged.a_wins
+        t_judge = time.perf_counter() - started - t_sample
 
-        row = {k: float(v) for k, v in metrics.items()}
-        row.update({
+        identical, informative, agree = pair_outcomes(samples, scores, a_wins)
+        if judged is not None:
+            valid = ~identical
+        chosen = [responses[2 * k + (0 if win else 1)] for k, win in enumerate(a_wins)]
+        rejected = [responses[2 * k + (1 if win else 0)] for k, win in enumerate(a_wins)]
+        rows = dpo_rows([self.prompt_ids[i] for i in idx], chosen, rejected, valid,
+                        tok.pad_token_id, c.train.grad_accum, c.data.length_bucket)
+        metrics = {
             "pairs/identical": float(identical.mean()),
             # over distinct pairs: identical responses are judged the same in both orders
-            "judge/position_consistency": (float(judged.consistent[~identical].mean())
-                                           if (~identical).any() else float("nan")),
-            "judge/ties": judged.ties,
+            "judge/position_consistency": (
+                float(judged.consistent[~identical].mean())
+                if judged is not None and (~identical).any() else float("nan")),
+            "judge/ties": judged.ties if judged is not None else 0,
+            "pairs/with_preference": float(valid.mean()),
             "response/length_mean": float(lengths.mean()),
-            "response/eos_rate": float(np.mean(lengths < config.sampling.max_new_tokens)),
-            "time/sample_s": t_sample, "time/judge_s": t_judge, "time/update_s": t_update,
-        })
+            "response/eos_rate": float(np.mean(lengths < c.sampling.max_new_tokens)),
+            "time/sample_s": t_sample, "time/judge_s": t_judge,
+        }
         if scores is not None:
-            row["oracle/sample_accuracy"] = float(scores.mean())
-            row["oracle/informative_pairs"] = float(informative.mean())
-            row["oracle/judge_agreement"] = (float(agree[informative].mean())
-                                             if informative.any() else float("nan"))
-            row["oracle/both_right"] = float(((scores == 1).all(1) & ~identical).mean())
-            row["oracle/both_wrong"] = float(((scores == 0).all(1) & ~identical).mean())
-        ctx.metrics.log(step + 1, row)
-        progress.update({"loss": row["loss"], "acc": row.get("oracle/sample_accuracy", -1)})
-        if ctx.checkpointer.should_save(step + 1) or step + 1 == total:
-            ctx.checkpointer.save(step + 1, state, {"phase": "self_judge"})
-            last_saved = step + 1
-    progress.close()
+            metrics["oracle/sample_accuracy"] = float(scores.mean())
+            metrics["oracle/informative_pairs"] = float(informative.mean())
+            metrics["oracle/judge_agreement"] = (float(agree[informative].mean())
+                                                 if informative.any() else float("nan"))
+            metrics["oracle/both_right"] = float(((scores == 1).all(1) & ~identical).mean())
+            metrics["oracle/both_wrong"] = float(((scores == 0).all(1) & ~identical).mean())
+            questions = [_question(self.prompts[i]) for i in idx]
+            metrics.update(shortcut_metrics(questions, texts[0::2], texts[1::2], scores,
+                                            informative, a_wins))
+            if sj.judge == "oracle_noisy":
+                metrics["oracle/flipped"] = (float(flipped[valid].mean()) if valid.any()
+                                             else float("nan"))
+        return StepBatch(rows if valid.any() else None,
+                         tokens=int(rows["mask"].sum()), metrics=metrics)
 
-    final = weights.final(state.trainable)
-    summary = loop.summarize(ctx.metrics.path, "self_judge")
-    loop.finish(ctx, final, total, summary)
-    print(summary_line("self_judge", summary), flush=True)
-    return summary
+    def data_state(self):
+        return None  # the prompts of a step are a pure function of the step
+
+    def restore_data_state(self, data) -> None:
+        pass
+
+    def summary(self) -> dict:
+        return {}
 
 
-def _policy_params(state, frozen, use_lora):
-    return frozen if use_lora else state.trainable
-
-
-def _policy_lora(state, use_lora):
-    return state.trainable if use_lora else None
+def run(config):
+    memory = PeakMemory()  # before any weights are loaded
+    policy = load_policy(config)
+    return trainer.train(config, policy, SelfJudgeTask(config, policy),
+                         int(config.self_judge.steps), memory)

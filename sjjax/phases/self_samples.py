@@ -23,17 +23,11 @@ import ml_collections
 from sjjax.data import synthetic
 from sjjax.data.sources import load_oracle, load_prompts
 from sjjax.errors import ConfigError
-from sjjax.evaluation import Responder
+from sjjax.generation import Responder
 from sjjax.phases.common import load_policy
 from sjjax.sampling import SamplingParams
 
 log = logging.getLogger("sjjax")
-
-
-def default_self_samples_config() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dict(
-        enabled=False, model="", num_prompts=2048, samples_per_prompt=8,
-        temperature=1.0, top_p=0.9))
 
 
 def add_self_sample_pairs(config) -> dict | None:
@@ -92,12 +86,11 @@ def _sample_and_label(config, ss, path: str) -> dict:
     model_config.model.source = ss.model
     policy = load_policy(model_config)
     prompts = load_prompts(config, "train")[:ss.num_prompts]
-    responder = Responder(policy, max_new_tokens=config.sampling.max_new_tokens,
-                          batch_size=config.sampling.batch_size,
-                          prompt_bucket=config.sampling.prompt_bucket)
-    texts, _ = responder.reply(prompts, jax.random.key(config.seed + 17),
-                               SamplingParams(temperature=ss.temperature, top_p=ss.top_p),
-                               ss.samples_per_prompt)
-    rows, counts = label_samples(prompts, texts, load_oracle(config))
+    responder = Responder.from_config(policy, config.sampling)
+    out = responder.reply(policy.params, policy.lora, [p.messages for p in prompts],
+                          jax.random.key(config.seed + 17),
+                          SamplingParams(temperature=ss.temperature, top_p=ss.top_p),
+                          ss.samples_per_prompt)
+    rows, counts = label_samples(prompts, out.texts, load_oracle(config))
     synthetic.write_jsonl(path, rows)
     return counts

@@ -3,7 +3,7 @@
 For each prompt, sample N responses from the model and keep the winner of a
 single-elimination bracket judged by the model itself (N - 1 matches, every match
 of a round judged in one batch). Sweeps N over config.tournament.num_candidates on
-the same candidates and writes run_dir/tournament.json and run_dir/responses.jsonl
+the same candidates (prompts drawn evenly over task families and levels) and writes run_dir/tournament.json and run_dir/responses.jsonl
 (the winners at the largest N, with every candidate).
 """
 
@@ -17,7 +17,8 @@ import jax
 from sjjax.config import ConfigError, save_resolved
 from sjjax.data.sources import load_oracle, load_prompts
 from sjjax.data.templates import JudgePromptBuilder
-from sjjax.evaluation import Responder, tournament_sweep
+from sjjax.evaluation import stratified_prompts, tournament_sweep
+from sjjax.generation import Responder
 from sjjax.judge import Judge
 from sjjax.phases.common import load_policy, sampling_params
 
@@ -30,24 +31,31 @@ def validate(config) -> None:
         raise ConfigError("config.tournament.split: train, heldout or all")
 
 
+def select_prompts(config) -> list:
+    """config.tournament.num_prompts prompts of the split, drawn evenly over the task
+    families and levels (seeded by config.seed)."""
+    t = config.tournament
+    return stratified_prompts(load_prompts(config, split=t.split), t.num_prompts, config.seed)
+
+
 def run(config):
     t = config.tournament
     policy = load_policy(config)
     os.makedirs(config.run_dir, exist_ok=True)
     save_resolved(config, config.run_dir)
-    prompts = load_prompts(config, split=t.split)[:t.num_prompts]
+    prompts = select_prompts(config)
     oracle = load_oracle(config)
-    responder = Responder(policy, max_new_tokens=config.sampling.max_new_tokens,
-                          batch_size=config.sampling.batch_size,
-                          prompt_bucket=config.sampling.prompt_bucket)
+    responder = Responder.from_config(policy, config.sampling)
     judge = Judge(policy.graphdef, JudgePromptBuilder.from_config(policy.tokenizer, config.judge),
                   batch_size=config.judge.batch_size, max_length=config.judge.max_length,
                   pad_id=policy.tokenizer.pad_token_id)
     key = jax.random.key(config.seed)
     sampling = sampling_params(config.sampling)
     sizes = tuple(sorted(set(t.num_candidates)))
-    sweep, texts, brackets = tournament_sweep(responder, judge, policy.params, policy.lora,
-                                              prompts, sizes, key, sampling, oracle)
+    sweep, texts, brackets = tournament_sweep(
+        responder, judge, prompts, sizes, key, sampling, oracle,
+        policy_params=policy.params, policy_lora=policy.lora,
+        judge_params=policy.params, judge_lora=policy.lora)
     with open(os.path.join(config.run_dir, "tournament.json"), "w") as f:
         json.dump({str(n): v for n, v in sweep.items()}, f, indent=2)
 

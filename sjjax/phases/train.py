@@ -4,27 +4,22 @@
     sft   the same conversations without judgments (baseline)
     dpo   DPO on the labelled pairs of the same sources (offline baseline)
 
-All three share the loop: data stream -> jitted, sharded step -> log -> checkpoint,
-and end by writing the final parameters that the next phase reads.
+Each is a `SupervisedTask` for the one training loop (`sjjax.train.trainer`): its
+batches come from the resumable data stream, its step is the masked cross-entropy or
+the DPO step.
 """
 
 from __future__ import annotations
 
-import logging
-
-import jax
 import numpy as np
 
 from sjjax.config import ConfigError
 from sjjax.data import datasets
-from sjjax.metrics import summary_line
-from sjjax.phases.common import export_if_asked, load_policy
+from sjjax.phases.common import load_policy
 from sjjax.phases.self_samples import add_self_sample_pairs
-from sjjax.train import loop
-from sjjax.train.optim import make_optimizer
+from sjjax.train import trainer
+from sjjax.train.memory import PeakMemory
 from sjjax.train.steps import LossSpec, make_dpo_step, make_sft_step
-
-log = logging.getLogger("sjjax")
 
 
 def validate(config) -> None:
@@ -54,75 +49,61 @@ def micro_batches(batch: dict, accum: int, pairs: bool) -> dict:
     return out
 
 
+class SupervisedTask:
+    """Batches from the data stream; the SFT/JSFT cross-entropy step or the DPO step."""
+    progress_keys = ("loss",)
+
+    def __init__(self, config, prepared, stream):
+        self.name = config.phase
+        self.pairs = config.phase == "dpo"
+        self.needs_reference = self.pairs
+        self.config, self.prepared, self.stream = config, prepared, stream
+
+    def setup(self, weights) -> None:
+        pass
+
+    def make_step(self, weights, optimizer, schedule):
+        t, d = self.config.train, self.config.dpo
+        spec = LossSpec(lora=weights.use_lora, normalize=t.loss_normalization,
+                        judge_weight=t.judge_loss_weight, beta=d.beta, dpo_type=d.loss_type,
+                        label_smoothing=d.label_smoothing)
+        builder = make_dpo_step if self.pairs else make_sft_step
+        return builder(weights.graphdef, optimizer, spec, schedule)
+
+    def step_args(self, weights) -> tuple:
+        return (weights.frozen, weights.ref) if self.pairs else (weights.frozen,)
+
+    def batch(self, step, state) -> trainer.StepBatch:
+        rows = micro_batches(next(self.stream), self.config.train.grad_accum, self.pairs)
+        return trainer.StepBatch(rows, tokens=int(rows["mask"].sum()))
+
+    def data_state(self) -> dict:
+        return self.stream.get_state()
+
+    def restore_data_state(self, data: dict) -> None:
+        self.stream.set_state(data)
+
+    def summary(self) -> dict:
+        return {"examples": len(self.prepared),
+                "example_stats": self.prepared.stats.get("examples", {})}
+
+
 def run(config):
-    phase = config.phase
-    mode = {"jsft": "jsft", "sft": "sft", "dpo": "dpo"}[phase]
-    pairs = mode == "dpo"
-    memory = loop.PeakMemory()  # before any weights are loaded
-    if mode == "jsft":
+    memory = PeakMemory()  # before any weights are loaded
+    if config.phase == "jsft":
         add_self_sample_pairs(config)  # optional: judge data from a model's own samples
     policy = load_policy(config)
     tok = policy.tokenizer
-    prepared = datasets.prepare(config, tok, mode)
+    prepared = datasets.prepare(config, tok, config.phase)
     stream = datasets.make_stream(config, prepared, tok.pad_token_id)
     total = int(config.train.steps or stream.total_steps or 0)
     if total <= 0:
         raise ConfigError("config.train.steps: 0 and the data stream is endless "
                           "(config.data.num_epochs=None): set one of them")
-    ctx = loop.open_run(config, policy.model_config, tok, total, memory)
-    mesh, rules = ctx.mesh, ctx.rules
-
-    weights = loop.prepare_weights(policy, config, mesh, rules, needs_reference=pairs)
-    use_lora, graphdef = weights.use_lora, weights.graphdef
-    frozen, ref = weights.frozen, weights.ref
-
-    optimizer, schedule = make_optimizer(config.train, total)
-    state = loop.init_state(weights.trainable, optimizer, config.seed, mesh)
-    state, meta = loop.restore_state(ctx, state)
-    if meta.get("data"):
-        stream.set_state(meta["data"])
-    spec = LossSpec(lora=use_lora, normalize=config.train.loss_normalization,
-                    judge_weight=config.train.judge_loss_weight, beta=config.dpo.beta,
-                    dpo_type=config.dpo.loss_type, label_smoothing=config.dpo.label_smoothing)
-    builder = make_dpo_step if pairs else make_sft_step
-    step_core = builder(graphdef, optimizer, spec, schedule)
-    extra = (frozen, ref) if pairs else (frozen,)
-    compiled = {}
-
-    progress = loop.Progress(total, ctx.start_step, phase, config.log.progress)
-    last_saved = ctx.start_step or None
-    throughput = loop.Throughput()
-    for step in range(ctx.start_step, total):
-        batch = micro_batches(next(stream), config.train.grad_accum, pairs)
-        real_tokens = int(batch["mask"].sum())
-        batch = loop.batch_to_device(batch, mesh, rules)
-        length = batch["tokens"].shape[-1]
-        if length not in compiled:  # one compilation per length bucket, ahead of time
-            with memory.excluded():
-                compiled[length] = loop.compile_step(step_core, state, extra, batch,
-                                                     mesh).lower(state, *extra, batch).compile()
-            memory.add_compiled(compiled[length])
-        state, metrics = compiled[length](state, *extra, batch)
-        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        loop.check_finite(metrics, step + 1, config.run_dir, last_saved)
-        throughput.add(steps=1, tokens=real_tokens)
-        if (step + 1) % config.log.every_steps == 0 or step + 1 == total:
-            metrics.update(throughput.rates())
-            ctx.metrics.log(step + 1, metrics)
-        progress.update({"loss": metrics["loss"]})
-        if ctx.checkpointer.should_save(step + 1) or step + 1 == total:
-            ctx.checkpointer.save(step + 1, state, {"phase": phase, "data": stream.get_state()})
-            last_saved = step + 1
-    progress.close()
-
-    final = weights.final(state.trainable)
-    summary = loop.summarize(ctx.metrics.path, phase)
-    summary["examples"] = len(prepared)
-    summary["example_stats"] = prepared.stats.get("examples", {})
-    # The longest padded batch this run compiled for: where its peak memory was reached.
-    summary["max_batch_length"] = max(compiled, default=0)
-    loop.finish(ctx, final, total, summary)
-    export_if_asked(config, policy.model_config, final, tok)
-    print(summary_line(phase, summary, ["steps", "loss", "sft_loss", "judge_loss",
-                                        "judge_accuracy", "tokens_per_s"]), flush=True)
-    return summary
+    if stream.total_steps is not None and total > stream.total_steps:
+        raise ConfigError(f"config.train.steps: {total} is more than the "
+                          f"{stream.total_steps} batches of config.data.num_epochs="
+                          f"{config.data.num_epochs}; raise data.num_epochs (None: endless) or "
+                          f"lower train.steps")
+    return trainer.train(config, policy, SupervisedTask(config, prepared, stream), total,
+                         memory)

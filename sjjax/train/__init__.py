@@ -1,1 +1,1 @@
-"""Training machinery shared by the phases: optimizer, pure step functions, the loop."""
+"""Training: the one loop (trainer), pure steps, optimizer, weights, placement, memory."""

@@ -2,8 +2,8 @@
 
 import math
 
-from sjjax.eval_metrics import (judge_accuracy, longer_wins_accuracy, repetition_rate,
-                                response_stats, win_rate)
+from sjjax.evaluation.metrics import (judge_accuracy, longer_wins_accuracy, repetition_rate,
+                                      response_stats, win_rate)
 
 
 def test_repetition_rate_by_hand():
@@ -33,3 +33,82 @@ def test_response_stats():
     stats = response_stats(["a b c d a b c d", "hello world"], [8, 2])
     assert stats["length_tokens"] == 5 and stats["length_words"] == 5
     assert math.isclose(stats["repetition_4gram"], 0.1)
+
+
+# ---------------------------------------------------------------- evaluate_judge
+
+import numpy as np  # noqa: E402
+
+from sjjax.data.records import Judgment  # noqa: E402
+from sjjax.evaluation.judge_eval import evaluate_judge  # noqa: E402
+from sjjax.judge import Judgement, aggregate  # noqa: E402
+
+
+class FakeJudge:
+    """P(A) per order from a function of (a, b): order 0 shows a first, order 1 b first."""
+
+    def __init__(self, p_a):
+        self.p_a, self.seen = p_a, []
+
+    def __call__(self, params, lora, pairs, use_lora=True):
+        self.seen += list(pairs)
+        probs = np.array([[[self.p_a(a, b), self.p_a(b, a)]] for _, a, b in pairs], np.float32)
+        ps, mean, a_wins, consistent, ties = aggregate(probs)
+        return Judgement(probs, ps, mean, a_wins, consistent, ties, 0)
+
+
+PAIRS = [Judgment(f"q{i}", f"right {i}", f"wrong {i}") for i in range(40)]
+
+
+def test_a_judge_blind_to_the_responses_scores_one_half_whatever_the_side():
+    # Both orders give the same P(A): the score is exactly 1/2 -- a tie, counted one half,
+    # whether the chosen response is shown first or second (both sides occur).
+    for q in (1.0, 0.8, 0.5, 0.3):
+        judge = FakeJudge(lambda a, b, q=q: q)
+        out = evaluate_judge(judge, None, None, PAIRS, seed=0)
+        assert out.accuracy == 0.5 and out.ties == len(PAIRS), (q, out)
+        firsts = [a.startswith("right") for _, a, _ in judge.seen]
+        assert 0 < sum(firsts) < len(PAIRS)
+        assert out.chosen_first == np.mean(firsts)
+
+
+def test_chosen_side_is_seeded_and_a_right_judge_scores_one():
+    right = FakeJudge(lambda a, b: 0.9 if a.startswith("right") else 0.1)
+    out = evaluate_judge(right, None, None, PAIRS, seed=1)
+    assert out.accuracy == 1.0 and out.ties == 0
+    sides = [a for _, a, _ in right.seen]
+    again = FakeJudge(lambda a, b: 0.5)
+    evaluate_judge(again, None, None, PAIRS, seed=1)
+    assert sides == [a for _, a, _ in again.seen]
+    # "always A" (P(A) = 1 in both orders) is a tie, not a win for whichever is shown first
+    assert evaluate_judge(FakeJudge(lambda a, b: 1.0), None, None, PAIRS).accuracy == 0.5
+    # the baselines are measured on the same pairs, shown the same way
+    out = evaluate_judge(FakeJudge(lambda a, b: 0.9), None, None, PAIRS)
+    assert out.baselines["first_shown"] == out.chosen_first
+    assert set(out.baselines) >= {"longer", "first_shown", "larger_number", "increasing_list",
+                                  "reuses_question_numbers", "best", "best_rule"}
+
+
+def test_stratified_prompts_cover_every_family_and_level_for_the_tiny_preset():
+    from sjjax import presets
+    from sjjax.evaluation.sweep import prompt_stratum, stratified_prompts
+    from sjjax.phases import evaluate, tournament
+    from sjjax.presets import tiny
+    cells = {f"{f}:{lv}" for f in tiny.TASKS["families"] for lv in tiny.TASKS["levels"]}
+
+    def prompts_only(c):  # the preset's prompts, without drawing its SFT and pair data
+        c.data.sources = tuple(dict(s, n_sft=0, n_pairs=0) for s in c.data.sources)
+        return c
+
+    c = prompts_only(presets.make("evaluate", "tiny"))
+    prompts, _ = evaluate._heldout(c)
+    chosen = evaluate.tournament_prompts(c, prompts)
+    assert len(chosen) == c.evaluate.tournament_prompts
+    assert {prompt_stratum(p) for p in chosen} == cells
+    c = prompts_only(presets.make("tournament", "tiny"))
+    chosen = tournament.select_prompts(c)
+    assert len(chosen) == c.tournament.num_prompts
+    counts = [sum(prompt_stratum(p) == cell for p in chosen) for cell in cells]
+    assert max(counts) - min(counts) <= 1  # as even as the number allows
+    assert chosen == tournament.select_prompts(c)  # seeded
+    assert len(stratified_prompts(prompts[:3], 10, 0)) == 3

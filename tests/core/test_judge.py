@@ -4,8 +4,8 @@ computation with transformers."""
 import numpy as np
 import pytest
 
-from sjjax.config import default_judge_templates
-from sjjax.data.templates import JudgePromptBuilder, validate_judge_templates
+from sjjax.data.templates import (JudgePromptBuilder, default_judge_templates,
+                                  validate_judge_templates)
 from sjjax.judge import Judge, aggregate, naive_order_probs
 from sjjax.model.loading import build_model
 from sjjax.model.transformer import split_params

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from sjjax.model import ModelConfig, init_model, split_params
-from sjjax.sampling import Sampler, SamplingParams, choose_tokens, forward_logits
+from sjjax.sampling import (Sampler, SamplingParams, choose_tokens, draw, forward_logits,
+                            sampling_logits)
 
 CFG = ModelConfig(vocab_size=24, hidden_size=32, intermediate_size=48, num_layers=2,
                   num_heads=4, num_kv_heads=2, head_dim=8, initializer_range=0.5)
@@ -134,17 +135,43 @@ def test_left_padding_does_not_change_samples(tiny):
     np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
 
 
+@pytest.mark.parametrize("params", [
+    SamplingParams(temperature=1.0),
+    SamplingParams(temperature=0.7, top_k=5),
+    SamplingParams(temperature=1.3, top_p=0.8),
+    SamplingParams(temperature=0.9, top_k=6, top_p=0.7),
+    SamplingParams(temperature=1.0, top_p=0.05),  # the most likely token only
+])
+@pytest.mark.parametrize("candidates", [256, 3])  # 3: the nucleus never fits -> bisection
+def test_sampling_logits_give_the_exact_distribution(monkeypatch, candidates, params):
+    """softmax(sampling_logits) is the reference distribution, row by row."""
+    import sjjax.sampling
+    monkeypatch.setattr(sjjax.sampling, "CANDIDATES", candidates)
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(50, CFG.vocab_size)) * 2
+    got = np.asarray(jax.nn.softmax(sampling_logits(jnp.asarray(logits, jnp.float32), params)))
+    for row, want in zip(got, logits):
+        want = reference_distribution(want, params.temperature, params.top_k, params.top_p)
+        np.testing.assert_allclose(row, want, atol=1e-6)
+        assert ((row > 0) == (want > 0)).all()
+
+
+def test_top_k_keeps_tokens_tied_with_the_kth_like_transformers():
+    logits = jnp.array([[3.0, 1.0, 1.0, 0.0]])
+    kept = np.isfinite(np.asarray(sampling_logits(logits, SamplingParams(top_k=2))))
+    assert kept.tolist() == [[True, True, True, False]]
+
+
 @pytest.mark.parametrize("block", [256, 5])  # 5: two-level search over blocks of 5 entries
-def test_inverse_cdf_agrees_with_a_float64_search(monkeypatch, block):
+def test_draw_agrees_with_a_float64_search(block):
     """The one-uniform draw picks the entry a float64 searchsorted on the same uniform
     picks (away from rounding ties), and never an entry of probability 0."""
-    import sjjax.sampling
-    monkeypatch.setattr(sjjax.sampling, "CDF_BLOCK", block)
     rng = np.random.default_rng(3)
     probs = rng.random((400, 23)) * (rng.random((400, 23)) < 0.6)  # many exact zeros
     probs[:, 7] += 1e-3                                           # every row has mass
     key = jax.random.key(5)
-    got = np.asarray(sjjax.sampling._inverse_cdf(jnp.asarray(probs, jnp.float32), key))
+    with np.errstate(divide="ignore"):
+        got = np.asarray(draw(jnp.asarray(np.log(probs), jnp.float32), key, block))
     u = np.asarray(jax.random.uniform(key, (400,), jnp.float32), np.float64)
     p32 = probs.astype(np.float32).astype(np.float64)
     cdf = np.cumsum(p32, 1)
@@ -157,13 +184,12 @@ def test_inverse_cdf_agrees_with_a_float64_search(monkeypatch, block):
     assert (p32[np.arange(400), got] > 0).all()
 
 
-def test_inverse_cdf_two_level_matches_exact_distribution(monkeypatch):
-    import sjjax.sampling
-    monkeypatch.setattr(sjjax.sampling, "CDF_BLOCK", 4)
+def test_draw_two_level_matches_exact_distribution():
     rng = np.random.default_rng(1)
     p = rng.random(CFG.vocab_size) * (rng.random(CFG.vocab_size) < 0.7)
-    rows = jnp.tile(jnp.asarray(p, jnp.float32), (20000, 1))
-    tokens = np.asarray(sjjax.sampling._inverse_cdf(rows, jax.random.key(2)))
+    with np.errstate(divide="ignore"):
+        rows = jnp.tile(jnp.asarray(np.log(p), jnp.float32), (20000, 1))
+    tokens = np.asarray(draw(rows, jax.random.key(2), block=4))
     counts = np.bincount(tokens, minlength=CFG.vocab_size)
     assert chi_square_pvalue(counts, p / p.sum()) > 1e-3
 
@@ -210,3 +236,26 @@ def test_cache_window_out_of_range_is_an_error(tiny):
     model = merge_params(graphdef, p)
     with pytest.raises(ValueError, match="cache_window=9"):
         model(jnp.ones((1, 1), jnp.int32), None, cache, cache_window=9)
+
+
+def test_greedy_sampling_equals_argmax_of_the_full_forward():
+    """Decoding over the KV cache (LoRA adapters on, tied embeddings, a left-padded row)
+    picks, step by step, the argmax of a full forward over the sequence so far."""
+    import dataclasses
+    from flax import nnx
+    cfg = dataclasses.replace(CFG, tie_word_embeddings=True)
+    model = init_model(cfg, seed=1)
+    model.add_lora(4, 8.0, ["q_proj", "v_proj", "down_proj"], nnx.Rngs(params=2))
+    for module in (model.layers.attn.q_proj, model.layers.attn.v_proj, model.layers.mlp.down_proj):
+        module.lora_b[...] = 0.1 * jnp.ones_like(module.lora_b[...])  # B = 0 at init
+    graphdef, params, lora = split_params(model)
+    tokens = np.array([[0, 0, 5, 6, 2], [1, 2, 3, 4, 7]], np.int32)
+    mask = np.array([[False, False, True, True, True], [True] * 5])
+    sampler = Sampler(graphdef, cfg, max_new_tokens=6, eos_ids=[100], pad_id=0)
+    out = sampler(params, lora, tokens, mask, jax.random.key(0), SamplingParams(greedy=True))
+    seq, seq_mask = tokens, mask
+    for step in range(6):
+        logits = np.asarray(forward_logits(graphdef, params, seq, seq_mask, lora))[:, -1]
+        np.testing.assert_array_equal(out.tokens[:, step], logits.argmax(-1))
+        seq = np.concatenate([seq, np.asarray(out.tokens[:, step:step + 1])], 1)
+        seq_mask = np.concatenate([seq_mask, np.ones((2, 1), bool)], 1)

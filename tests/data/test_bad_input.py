@@ -8,8 +8,8 @@ import json
 import pytest
 
 from sjjax.data import readers
-from sjjax.data.templates import TemplateError, resolve_judge_tokens, validate_judge_templates
-from sjjax.config import default_judge_templates
+from sjjax.data.templates import (TemplateError, default_judge_templates, resolve_judge_tokens,
+                                  validate_judge_templates)
 from sjjax.errors import DataError
 from tests.data.conftest import write_lines
 
@@ -116,3 +116,38 @@ def test_judge_token_of_two_tokens(tokenizer):
     with pytest.raises(TemplateError, match=r"config\.judge\.tokens: ' Answer-A' is not a "
                                             r"single token; it tokenizes to 3 tokens"):
         resolve_judge_tokens(tokenizer, (" Answer-A", " B"))
+
+
+def test_binary_file_names_the_line(tmp_path):
+    path = tmp_path / "hh.jsonl"
+    path.write_bytes(GOOD_HH.encode() + b"\n" + b"\x1f\x8b\x08\x00\xff\xfe binary\n")
+    with pytest.raises(DataError, match=r"hh\.jsonl:2: not UTF-8 text .*gzip files must end "
+                                        r"in \.gz"):
+        readers.read_hh_rlhf(str(path))
+
+
+def test_corrupt_gzip_names_the_file(tmp_path):
+    import gzip
+    path = tmp_path / "hh.jsonl.gz"
+    data = gzip.compress(("\n".join([GOOD_HH] * 200) + "\n").encode())
+    path.write_bytes(data[:len(data) // 2])  # a cut-off download
+    with pytest.raises(DataError, match=r"hh\.jsonl\.gz:\d+: cannot be read .*truncated or "
+                                        r"corrupt"):
+        readers.read_hh_rlhf(str(path))
+
+
+def test_every_user_error_class_is_an_sjjax_error():
+    """`python -m sjjax.main` prints these as one line (exit 2): they all derive from
+    SjjaxError, and keep the built-in base they had (ValueError, FileNotFoundError)."""
+    from sjjax.checkpoint import FinalMissingError
+    from sjjax.errors import InputNotFoundError, ModelFileError, RunDirError, SjjaxError
+    from sjjax.model.config import UnsupportedArchitectureError
+    from sjjax.model.gguf_io import GGUFFormatError
+    from sjjax.model.hf_io import CheckpointMismatchError
+    from sjjax.model.tokenizer import UnsupportedTokenizerError
+    for cls in (DataError, TemplateError, UnsupportedArchitectureError, GGUFFormatError,
+                CheckpointMismatchError, UnsupportedTokenizerError, ModelFileError,
+                RunDirError):
+        assert issubclass(cls, SjjaxError) and issubclass(cls, ValueError), cls
+    for cls in (InputNotFoundError, FinalMissingError):
+        assert issubclass(cls, SjjaxError) and issubclass(cls, FileNotFoundError), cls

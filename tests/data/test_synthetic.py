@@ -10,6 +10,7 @@ import random
 import pytest
 
 from sjjax.data import synthetic as S
+from sjjax.data.synthetic.negatives import _no_carry
 from sjjax.data.records import Prompt, render_context, user_turn
 
 
@@ -231,7 +232,7 @@ def test_wrong_answers_are_wrong_and_have_the_right_answers_shape():
     assert len(kinds["minmax"]) >= 3, kinds["minmax"]
     assert len(kinds["count"]) >= 3, kinds["count"]
     # The carry error of a concrete sum, computed by hand: 58 + 34 = 92 -> 82.
-    assert S._no_carry(58, 34, "+") == 82 and S._no_carry(52, 7, "-") == 55
+    assert _no_carry(58, 34, "+") == 82 and _no_carry(52, 7, "-") == 55
 
 
 def test_judgments_use_the_rendered_user_turn_as_context():
@@ -325,3 +326,13 @@ def test_right_and_wrong_answers_have_the_same_smollm2_token_count(tokenizer):
         lengths = [len(tokenizer(x, add_special_tokens=False)["input_ids"])
                    for x in (pair.chosen, pair.rejected)]
         assert lengths[0] == lengths[1], (task.question, pair.chosen, pair.rejected)
+
+
+def test_shortcut_proof_wrong_answers_are_of_every_kind():
+    """Wrong numbers above and below the right one, inside and outside the question, the
+    policy's own kind (off by one, absent from the question), and sorted-looking lists."""
+    tasks = S.generate(0, 300, "heldout", ("minmax", "sort"), (2,), stream="pairs")
+    kinds = [p.kind for p in S.shortcut_proof_pairs(tasks, 0)]
+    for prefix in ("inside_above", "inside_below", "absent_+", "absent_-", "hedge",
+                   "inserted", "dropped", "adjacent_swap"):
+        assert any(k.startswith(prefix) for k in kinds), prefix

@@ -11,11 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from sjjax.config import default_judge_templates
 from sjjax.data import synthetic
 from sjjax.data.records import render_context
-from sjjax.data.templates import (ChatEncoder, JudgePromptBuilder, resolve_judge_tokens,
-                                  validate_judge_templates)
+from sjjax.data.templates import (ChatEncoder, JudgePromptBuilder, default_judge_templates,
+                                  resolve_judge_tokens, validate_judge_templates)
 from sjjax.data.tiny_tokenizer import build_tiny_tokenizer, training_corpus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

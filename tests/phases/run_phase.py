@@ -1,10 +1,12 @@
 """`python tests/phases/run_phase.py PHASE ROOT [key=value ...]`: runs a small phase
-config in this process (used by tests that kill and restart a run)."""
+config in this process (used by tests that kill, stop and restart a run). Like
+`sjjax.main`, a stopped run (SIGTERM/SIGINT) prints where it saved and exits 0."""
 
 import ast
 import sys
 
 from sjjax.phases import run_phase
+from sjjax.train.trainer import Preempted
 from tests.phases.tiny_config import small
 
 if __name__ == "__main__":
@@ -16,4 +18,8 @@ if __name__ == "__main__":
             overrides[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             overrides[key] = value
-    run_phase(small(phase, root, **overrides))
+    try:
+        run_phase(small(phase, root, **overrides))
+    except Preempted as stopped:
+        print(f"sjjax: {stopped}", file=sys.stderr, flush=True)
+        sys.exit(0)

@@ -1,9 +1,12 @@
 """A run killed with SIGKILL resumes from its last checkpoint when the same command is
-rerun, and ends with exactly the parameters of an uninterrupted run."""
+rerun, and ends with exactly the parameters of an uninterrupted run. A run stopped with
+SIGTERM (a preempted spot VM) saves the step it stopped at, exits 0, and resumes from
+there to the same parameters."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,20 +41,26 @@ def final_params(run_dir):
     return params, meta
 
 
-def kill_after_checkpoint(cmd, run_dir, step, timeout=600):
-    """Starts cmd, waits until checkpoint `step` exists, then SIGKILLs it mid-run."""
+def start_and_wait_for_checkpoint(cmd, run_dir, step, timeout=600):
+    """Starts cmd; returns the process once checkpoint `step` exists."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     target = os.path.join(run_dir, "checkpoints", str(step))
     start = time.time()
     while not os.path.isdir(target):
         if proc.poll() is not None:
             pytest.fail(f"run ended before checkpoint {step}: {proc.stderr.read()[-3000:]}")
         if time.time() - start > timeout:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             pytest.fail(f"no checkpoint {step} after {timeout} s")
-        time.sleep(0.2)
+        time.sleep(0.05)
+    return proc
+
+
+def kill_after_checkpoint(cmd, run_dir, step, timeout=600):
+    """Starts cmd, waits until checkpoint `step` exists, then SIGKILLs it mid-run."""
+    proc = start_and_wait_for_checkpoint(cmd, run_dir, step, timeout)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -76,3 +85,36 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, phase, extra):
     jax.tree.map(np.testing.assert_array_equal, a, b)
     # and the run really learned something: the weights moved from initialisation
     assert any(float(np.abs(np.asarray(x)).sum()) > 0 for x in jax.tree.leaves(a))
+
+
+@pytest.mark.parametrize("phase,extra", [
+    ("jsft", ["train.steps=44", "checkpoint.every_steps=8"]),
+    ("self_judge", ["self_judge.steps=8", "checkpoint.every_steps=2", "model.source=tiny"]),
+])
+def test_sigterm_saves_the_step_it_stopped_at_and_resumes(tmp_path, phase, extra):
+    total = int(extra[0].split("=")[1])
+    every = int(extra[1].split("=")[1])
+    run(command(phase, tmp_path / "straight", *extra))
+    stopped_root = tmp_path / "stopped"
+    cmd = command(phase, stopped_root, *extra)
+    run_dir = stopped_root / phase
+    proc = start_and_wait_for_checkpoint(cmd, run_dir, every)
+    sent = time.time()
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    took = time.time() - sent
+    assert proc.returncode == 0, stderr[-3000:]
+    assert took < 30, took
+    match = re.search(r"SIGTERM: stopped \w+ after step (\d+) of (\d+); checkpoint saved in "
+                      r"(\S+)/checkpoints/(\d+)\. Rerun the same command to resume\.", stderr)
+    assert match, stderr[-3000:]
+    stopped_at = int(match.group(1))
+    assert every <= stopped_at < total and int(match.group(2)) == total
+    saved = sorted(int(s) for s in os.listdir(run_dir / "checkpoints") if s.isdigit())
+    assert saved[-1] == stopped_at  # the step it stopped at, multiple of every_steps or not
+    assert not os.path.exists(run_dir / "final" / "meta.json")
+    run(cmd)  # resumes from the saved step
+    a, meta_a = final_params(tmp_path / "straight" / phase)
+    b, meta_b = final_params(run_dir)
+    assert meta_a["step"] == meta_b["step"] == total
+    jax.tree.map(np.testing.assert_array_equal, a, b)

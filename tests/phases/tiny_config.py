@@ -2,6 +2,7 @@
 steps and a smaller model where the test is about mechanics, not learning."""
 
 from sjjax import presets
+from sjjax.presets import tiny
 
 
 def small(phase_name: str, run_root: str, **overrides):
@@ -16,7 +17,7 @@ def small(phase_name: str, run_root: str, **overrides):
     c.model.tiny.num_heads = 4
     c.model.tiny.num_kv_heads = 2
     c.model.tiny.head_dim = 16
-    c.data.sources = (presets.synthetic_source(presets.TINY_TASKS, n_sft=40, n_pairs=40,
+    c.data.sources = (presets.synthetic_source(tiny.TASKS, n_sft=40, n_pairs=40,
                                                n_prompts=32, wrong_fraction=0.1),)
     c.data.batch_size = 16
     c.sampling.batch_size = 16

@@ -1,4 +1,5 @@
-"""Evaluation metrics as pure functions (tested on hand-computed fixtures).
+"""Evaluation metrics as pure functions on arrays and strings (tested on hand-computed
+fixtures).
 
 - oracle accuracy: mean of an oracle's 0/1 scores;
 - judge accuracy: share of labelled pairs where the judge prefers the chosen response;

@@ -1,0 +1,140 @@
+"""The oracle controls: how good must the judge be before on-policy self-training helps?
+
+From a trained JSFT run directory, runs the self-judge phase (the tiny preset's settings)
+with the judge in {oracle, oracle_noisy p=0.1..0.5, reference} for several seeds, and
+measures for each run
+- the judge's agreement with the oracle on the policy's own informative pairs (pooled
+  over the run's steps, as the report does), beside the best question-blind rule's on
+  the same pairs;
+- the policy's greedy oracle accuracy on held-out prompts before (the JSFT model) and
+  after, and the gain.
+Writes OUT/oracle_controls.json and OUT/oracle_controls.png (greedy-accuracy gain against
+judge agreement: one point per run, the reference judge's runs marked apart).
+
+    python bench/oracle_controls.py --jsft runs/tiny/jsft --out runs/tiny/controls \\
+        --seeds 0 1 2 --steps 40 --flips 0.1 0.2 0.3 0.4 0.5 --prompts 128
+
+Each run is one self-judge phase (about a minute per 10 steps of the tiny preset on 2 CPU
+cores); a finished run is reused when the command is repeated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _prompts(config, n: int, seed: int):
+    from sjjax.data.sources import load_prompts
+    from sjjax.evaluation import stratified_prompts
+    c = config.copy_and_resolve_references()
+    c.data.sources = tuple(dict(s.to_dict() if hasattr(s, "to_dict") else s, n_sft=0, n_pairs=0)
+                           for s in c.data.sources)
+    return stratified_prompts(load_prompts(c, split="heldout"), n, seed)
+
+
+def greedy_accuracy(config, source: str, prompts) -> float:
+    import jax
+    from sjjax.data.sources import load_oracle
+    from sjjax.evaluation import greedy_quality
+    from sjjax.generation import Responder
+    from sjjax.phases.common import load_policy
+    c = config.copy_and_resolve_references()
+    c.model.source = source
+    policy = load_policy(c)
+    responder = Responder.from_config(policy, c.sampling)
+    out = greedy_quality(responder, prompts, jax.random.key(0), load_oracle(c),
+                         policy_params=policy.params, policy_lora=policy.lora)
+    return out["oracle_accuracy"]
+
+
+def run_one(args, judge: str, flip: float, seed: int, prompts, base_accuracy: float) -> dict:
+    from sjjax import presets
+    from sjjax.checkpoint import has_final
+    from sjjax.metrics import read_metrics
+    from sjjax.phases import run_phase
+    from sjjax.report import self_judge_summary
+    name = f"{judge}{'_p' + str(flip) if judge == 'oracle_noisy' else ''}_seed{seed}"
+    c = presets.make("self_judge", args.preset)
+    c.model.source = args.jsft
+    c.run_dir = os.path.join(args.out, name)
+    c.seed = seed
+    c.self_judge.judge = judge
+    c.self_judge.oracle_flip = flip
+    c.self_judge.steps = args.steps
+    c.log.progress = False
+    c.log.tensorboard = False
+    if not has_final(c.run_dir):
+        run_phase(c)
+    summary = self_judge_summary(read_metrics(c.run_dir, "self_judge"))
+    after = greedy_accuracy(c, c.run_dir, prompts)
+    return {"run": name, "judge": judge, "flip": flip, "seed": seed,
+            "judge_agreement": summary["judge_agreement"],
+            "shortcut_agreement_best": summary["shortcut_agreement_best"],
+            "informative_pairs": summary["informative_pairs"],
+            "greedy_before": base_accuracy, "greedy_after": after,
+            "gain": after - base_accuracy}
+
+
+def plot(rows, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for judge, marker in (("oracle", "o"), ("oracle_noisy", "o"), ("reference", "*")):
+        pts = [(r["judge_agreement"], r["gain"]) for r in rows if r["judge"] == judge
+               and r["judge_agreement"] is not None and math.isfinite(r["judge_agreement"])]
+        if pts:
+            ax.scatter(*zip(*pts), marker=marker, s=80 if marker == "*" else 30,
+                       label="self-judge (reference)" if judge == "reference" else
+                       "oracle controls" if judge == "oracle" else None,
+                       color="C1" if judge == "reference" else "C0")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.axvline(0.5, color="gray", lw=0.5, ls=":")
+    ax.set_xlabel("judge agreement with the oracle (own informative pairs)")
+    ax.set_ylabel("greedy oracle accuracy gain")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--jsft", required=True, help="the JSFT run directory (policy/reference)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--flips", type=float, nargs="*", default=[0.1, 0.2, 0.3, 0.4, 0.5])
+    p.add_argument("--judges", nargs="+", default=["oracle", "oracle_noisy", "reference"])
+    p.add_argument("--prompts", type=int, default=128, help="held-out prompts for greedy")
+    args = p.parse_args(argv)
+    from sjjax import presets
+    os.makedirs(args.out, exist_ok=True)
+    config = presets.make("self_judge", args.preset)
+    prompts = _prompts(config, args.prompts, 0)
+    base = greedy_accuracy(config, args.jsft, prompts)
+    runs = [(j, f) for j in args.judges
+            for f in (args.flips if j == "oracle_noisy" else [0.0])]
+    rows = [run_one(args, j, f, s, prompts, base) for j, f in runs for s in args.seeds]
+    result = {"jsft": args.jsft, "greedy_jsft": base, "steps": args.steps,
+              "prompts": len(prompts), "runs": rows}
+    with open(os.path.join(args.out, "oracle_controls.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    plot(rows, os.path.join(args.out, "oracle_controls.png"))
+    for r in rows:
+        print(f"{r['run']:28s} agreement {r['judge_agreement']} (best shortcut "
+              f"{r['shortcut_agreement_best']}) greedy {r['greedy_before']:.3f} -> "
+              f"{r['greedy_after']:.3f}", flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

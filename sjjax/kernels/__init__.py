@@ -1,1 +1,0 @@
-"""Hand-written kernels XLA calls through its FFI (CPU decode products: `cpu_matvec`)."""
