@@ -14,6 +14,8 @@ def tiny_hf_configs():
     return {
         "llama": LlamaConfig(**common, rope_theta=10000.0, tie_word_embeddings=False),
         "llama_tied": LlamaConfig(**common, tie_word_embeddings=True),
+        # transformers' Llama puts a bias on q, k, v and o_proj under attention_bias=True.
+        "llama_bias": LlamaConfig(**common, attention_bias=True, tie_word_embeddings=False),
         "llama3_rope": LlamaConfig(**common, rope_theta=500000.0, rope_scaling={
             "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
             "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),

@@ -24,9 +24,10 @@ from sjjax.model import KVCache, ModelConfig, init_model, merge_params, split_pa
 from sjjax.model.presets import get_architecture
 from tests.conftest import ROOT
 
-# d=64, H=4, K=2, Dh=16, F=96, V=128, L=2, q/k/v biases, untied LM head.
+# d=64, H=4, K=2, Dh=16, F=96, V=128, L=2, q/k/v biases (Qwen2), untied LM head.
 TINY = ModelConfig(vocab_size=128, hidden_size=64, intermediate_size=96, num_layers=2,
-                   num_heads=4, num_kv_heads=2, head_dim=16, attention_bias=True)
+                   num_heads=4, num_kv_heads=2, head_dim=16, attention_bias=True,
+                   model_type="qwen2")
 MESH_1 = (("data", 1), ("fsdp", 1), ("tensor", 1))
 MESH_222 = (("data", 2), ("fsdp", 2), ("tensor", 2))
 
@@ -85,7 +86,8 @@ _SHARDED_BYTES_SCRIPT = textwrap.dedent("""
     from sjjax import sharding
     from sjjax.model import ModelConfig, init_model, logical_axes, split_params
     cfg = ModelConfig(vocab_size=128, hidden_size=64, intermediate_size=96, num_layers=2,
-                      num_heads=4, num_kv_heads=2, head_dim=16, attention_bias=True)
+                      num_heads=4, num_kv_heads=2, head_dim=16, attention_bias=True,
+                      model_type="qwen2")
     _, params, _ = split_params(init_model(cfg))
     mesh = sharding.make_mesh((2, 2, 2))
     sharded = sharding.shard_tree(params, logical_axes(params), mesh)

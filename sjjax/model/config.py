@@ -50,7 +50,9 @@ class ModelConfig:
     rope_scaling: tuple[tuple[str, Any], ...] | None = None
     max_position_embeddings: int = 2048
     tie_word_embeddings: bool = False
-    attention_bias: bool = False  # q/k/v biases (Qwen2 has them)
+    # q/k/v biases (Qwen2 always; Llama's `attention_bias=True` adds one on o_proj too:
+    # see `output_bias`).
+    attention_bias: bool = False
     mlp_bias: bool = False
     sliding_window: int | None = None  # Mistral-style local attention
     model_type: str = "llama"
@@ -95,6 +97,12 @@ class ModelConfig:
     def replace(self, **changes) -> "ModelConfig":
         return dataclasses.replace(self, **changes)
 
+    @property
+    def output_bias(self) -> bool:
+        """Whether o_proj has a bias: transformers' Llama gives every attention projection
+        one under `attention_bias=True`; Qwen2 biases q/k/v only; Mistral has none."""
+        return self.attention_bias and self.model_type == "llama"
+
     def num_params(self) -> int:
         """Parameter count (without LoRA adapters)."""
         d, f, v, l = self.hidden_size, self.intermediate_size, self.vocab_size, self.num_layers
@@ -103,6 +111,8 @@ class ModelConfig:
         attn = q + kv + self.num_heads * self.head_dim * d
         if self.attention_bias:
             attn += (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+        if self.output_bias:
+            attn += d
         mlp = 3 * d * f + (2 * f + d if self.mlp_bias else 0)
         per_layer = attn + mlp + 2 * d
         head = 0 if self.tie_word_embeddings else d * v

@@ -54,6 +54,8 @@ def _layer_tensors(cfg: ModelConfig):
         for name, heads in (("q_proj", h), ("k_proj", k), ("v_proj", k)):
             specs.append((f"self_attn.{name}.bias", ("attn", name, "bias"), (heads * dh,),
                           lambda b, n=heads: b.reshape(n, dh), lambda p: p.reshape(-1)))
+    if cfg.output_bias:
+        specs.append(("self_attn.o_proj.bias", ("attn", "o_proj", "bias"), (d,), None, None))
     if cfg.mlp_bias:
         for name, size in (("gate_proj", f), ("up_proj", f), ("down_proj", d)):
             specs.append((f"mlp.{name}.bias", ("mlp", name, "bias"), (size,), None, None))

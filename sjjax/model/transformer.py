@@ -136,7 +136,8 @@ class Attention(nnx.Module):
         self.q_proj = Linear((d,), (h, dh), cfg, rngs=rngs, stack=stack, use_bias=bias)
         self.k_proj = Linear((d,), (k, dh), cfg, rngs=rngs, stack=stack, use_bias=bias)
         self.v_proj = Linear((d,), (k, dh), cfg, rngs=rngs, stack=stack, use_bias=bias)
-        self.o_proj = Linear((h, dh), (d,), cfg, rngs=rngs, stack=stack)
+        self.o_proj = Linear((h, dh), (d,), cfg, rngs=rngs, stack=stack,
+                             use_bias=cfg.output_bias)
         self.rope = (dh, cfg.rope_theta, cfg.rope_scaling)  # hashable: lives in the graphdef
         self.num_kv_heads, self.head_dim = k, dh
 

@@ -49,7 +49,7 @@ def torch_grads(model, tokens, mask, target_mask, normalize: str) -> dict:
 
 
 @pytest.mark.parametrize("normalize", ["token", "example"])
-@pytest.mark.parametrize("family", ["llama", "llama_tied", "mistral", "qwen2"])
+@pytest.mark.parametrize("family", ["llama", "llama_tied", "llama_bias", "mistral", "qwen2"])
 def test_loss_gradients_match_pytorch(family, normalize, tmp_path):
     hf_model = save_random_hf_model(tiny_hf_configs()[family], tmp_path, seed=3)
     cfg, params, _ = load_pretrained(tmp_path, with_tokenizer=False)

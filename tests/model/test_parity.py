@@ -44,9 +44,10 @@ def test_family_specific_config(family):
     cfg = ModelConfig.from_hf_json(os.path.join(path, "config.json"))
     expected = {"llama": dict(tie_word_embeddings=False, attention_bias=False),
                 "llama_tied": dict(tie_word_embeddings=True),
+                "llama_bias": dict(attention_bias=True, output_bias=True, model_type="llama"),
                 "llama3_rope": dict(rope_theta=500000.0),
                 "mistral": dict(sliding_window=4, model_type="mistral"),
-                "qwen2": dict(attention_bias=True, model_type="qwen2")}[name]
+                "qwen2": dict(attention_bias=True, output_bias=False, model_type="qwen2")}[name]
     for key, value in expected.items():
         assert getattr(cfg, key) == value, (name, key)
     if name == "llama3_rope":
