@@ -5,10 +5,12 @@
     tpu_scripts/launch.sh --config=configs/pod.py:llama3_8b,self_judge,v5p-16 ...
 
 The argument is `preset,phase,slice[,full|lora]`: preset in llama2_7b, llama3_8b,
-mistral_7b; any phase; slice in SLICES; the optional last field forces full fine-tuning
-or LoRA (default: the paper's, full for JSFT, LoRA r=8 for self-training). The mesh,
-micro-batching and the planner's accelerator come from the slice; every combination fits
-its slice by `sjjax.plan` (tests/test_plan.py checks it; the table is in docs/scale.md).
+mistral_7b, llama2_7b_uf, llama2_7b_uf_pr; any phase; slice in SLICES; the optional last
+field forces full fine-tuning or LoRA (default: the paper's: LoRA r=8 for HH JSFT and
+for self-training, full fine-tuning for UltraFeedback JSFT). The mesh, micro-batching
+and the planner's accelerator come from the slice; gradient accumulation grows with the
+batch (the same micro-batch as for 64 rows); every combination fits its slice by
+`sjjax.plan` (tests/test_plan.py checks it; the table is in docs/scale.md).
 """
 
 from sjjax import presets
@@ -23,7 +25,7 @@ SLICES = {
     "v5litepod-64": dict(mesh=(1, 16, 4), grad_accum=4),
     "v5p-16": dict(mesh=(1, 8, 1), grad_accum=2),
 }
-MODELS = paper.MODELS
+MODELS = paper.PRESETS
 
 
 def get_config(arg: str = "llama2_7b,jsft,v4-32"):
@@ -37,7 +39,8 @@ def get_config(arg: str = "llama2_7b,jsft,v4-32"):
         raise ValueError(f"configs/pod.py:{arg}: slice {slice_name!r} not in {sorted(SLICES)}")
     c = presets.make(phase, preset)
     c.mesh.shape = SLICES[slice_name]["mesh"]
-    c.train.grad_accum = SLICES[slice_name]["grad_accum"]
+    rows = c.self_judge.prompts_per_step if phase == "self_judge" else c.data.batch_size
+    c.train.grad_accum = SLICES[slice_name]["grad_accum"] * max(1, rows // 64)
     if len(fields) == 4:
         if fields[3] not in ("full", "lora"):
             raise ValueError(f"configs/pod.py:{arg}: last field must be full or lora")

@@ -37,6 +37,12 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         dtype="float32",             # compute dtype: bfloat16 on accelerators
         param_dtype="float32",       # stored parameters (and optimizer state)
         remat="none",                # activation rematerialisation: none | full | dots
+        # Jinja chat template replacing the tokenizer's ("" = the tokenizer's own): for a
+        # base model without one (Llama-2-7B), e.g. sjjax.presets.paper.OFFICIAL_CHAT_TEMPLATE
+        chat_template="",
+        # BOS before every prompt and example: never | tokenizer (as the tokenizer's own
+        # add_special_tokens does, e.g. Llama-2's add_bos_token: the official code's encode)
+        add_bos="never",
         # The architecture of model.source="tiny" (trained from scratch).
         tiny=ml_collections.ConfigDict(dict(
             hidden_size=256, intermediate_size=768, num_layers=4, num_heads=8,
@@ -69,6 +75,10 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         principles=("helpfulness",),  # which templates are used (majority vote across)
         batch_size=8,                # judge prompts per forward pass
         max_length=1024,             # online judge prompts: context, then responses, trimmed
+        # The verdict (sjjax.judge.JudgeRules; the official code: full_softmax, share, b)
+        score="pair_softmax",        # pair_softmax (2-way per order) | full_softmax (vocab)
+        principle_vote="abstain",    # abstain (tied principle abstains) | share (> 1/2 won)
+        tie_break="a",               # a | b: who wins equal mean scores
     ))
 
     # ---------------------------------------------------------------- sampling
@@ -99,6 +109,12 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         num_threads=2,               # prefetch threads
         prefetch=4,                  # batches prefetched
         length_bucket=32,            # padding multiple for sampled sequences (self-judge)
+        # JSFT judgment target: decision token (+ rationale) then end-of-turn (True), or
+        # without the end-of-turn (False: the official code's, decision token only)
+        judge_target_eos=True,
+        # False: batches group examples of one length bucket; True: random batches over
+        # all examples (the official code's), each padded to the bucket of its longest row
+        mix_batches=False,
     ))
 
     # ---------------------------------------------------------------- training
@@ -126,7 +142,12 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
     # ---------------------------------------------------------------- self-judge phase
     c.self_judge = ml_collections.ConfigDict(dict(
         prompts_per_step=8,          # prompts sampled and judged per optimizer step
-        samples_per_prompt=2,        # responses per prompt (the judged pair)
+        # responses per prompt, an even N >= 2: samples (0, 1), (2, 3), ... are judged
+        # as N / 2 pairs, each a DPO pair (2: the paper's one pair per prompt)
+        samples_per_prompt=2,
+        # append the end-of-sequence token to responses cut at sampling.max_new_tokens in
+        # the DPO rows (the official code appends it to every response)
+        eos_on_truncated=False,
         steps=100,                   # optimizer steps
         # reference (the frozen JM, the paper's) | policy | the controls (synthetic suite
         # only): oracle (the task oracle labels the pair; pairs both right or both wrong
@@ -215,6 +236,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
         _require(c.model.remat in ("none", "full", "dots"), "model.remat",
                  f"{c.model.remat!r} not in (none, full, dots)")
         _require(bool(c.model.source), "model.source", "empty")
+        _require(c.model.get("add_bos", "never") in ("never", "tokenizer"), "model.add_bos",
+                 f"{c.model.get('add_bos')!r} not in (never, tokenizer)")
+        _require(isinstance(c.model.get("chat_template", ""), str), "model.chat_template",
+                 "must be a string (a Jinja chat template, or '' for the tokenizer's)")
     if "lora" in c and c.lora.enabled:
         _require(c.lora.rank > 0, "lora.rank", "must be > 0")
         from sjjax.model.transformer import PROJECTION_AXES
@@ -234,6 +259,8 @@ def validate(c: ml_collections.ConfigDict) -> None:
         _require(len(c.judge.tokens) == 2 and c.judge.tokens[0] != c.judge.tokens[1],
                  "judge.tokens", "needs two distinct strings")
         validate_judge_templates(c.judge.templates, c.judge.principles)
+        from sjjax.judge import JudgeRules
+        JudgeRules.from_config(c.judge)  # raises naming config.judge.<rule>
 
 
 def validate_data_config(data, need_sources: bool = True) -> None:
@@ -262,6 +289,8 @@ def validate_data_config(data, need_sources: bool = True) -> None:
             "must be >= 0 (or None: keep all examples)")
     require(data.num_epochs is None or data.num_epochs > 0, "num_epochs",
             "must be > 0 (or None: endless)")
+    for key in ("judge_target_eos", "mix_batches"):
+        require(isinstance(data.get(key, False), bool), key, "must be True or False")
 
 
 def save_resolved(c: ml_collections.ConfigDict, directory: str) -> str:

@@ -43,11 +43,11 @@ class Responder:
     """Samples replies of one model graph in batches (see the module docstring)."""
 
     def __init__(self, graphdef, model_config, tokenizer, *, max_new_tokens: int, eos_ids,
-                 batch_size: int | None = None, prompt_bucket: int = 32):
+                 batch_size: int | None = None, prompt_bucket: int = 32, bos=()):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be >= 1 (or None: one batch)")
         self.tokenizer = tokenizer
-        self.encoder = ChatEncoder(tokenizer)
+        self.encoder = ChatEncoder(tokenizer, bos=bos)
         self.eos_ids = tuple(eos_ids)
         self.pad_id = tokenizer.pad_token_id
         self.batch_size = batch_size
@@ -65,7 +65,7 @@ class Responder:
                    policy.tokenizer, max_new_tokens=sampling_config.max_new_tokens,
                    eos_ids=policy.eos_ids,
                    batch_size=sampling_config.batch_size if batched else None,
-                   prompt_bucket=sampling_config.prompt_bucket)
+                   prompt_bucket=sampling_config.prompt_bucket, bos=policy.bos)
 
     def encode(self, conversations: Sequence[Sequence[dict]]) -> list[np.ndarray]:
         """Conversations -> prompt ids ending with the assistant header."""

@@ -2,13 +2,23 @@
 
 For a pair (a, b) under principle p, two prompts are built (a shown as A, and b
 shown as A), and the next-token distribution after the assistant prefix is read at
-the two judge tokens, renormalised over the two (a 2-way softmax):
+the two judge tokens:
 
     score_p(a) = [P(A | a first, b second) + P(B | b first, a second)] / 2,
-    score_p(b) = 1 - score_p(a).
+    score_p(b) = [P(B | a first, b second) + P(A | b first, a second)] / 2.
 
-Across principles: majority vote of per-principle wins (score > 1/2); a tie in wins
-is broken by the mean score; an exact tie (mean score = 1/2) goes to a.
+The rules (`JudgeRules`, config.judge.score / principle_vote / tie_break):
+- score "pair_softmax" (default): P renormalised over the two judge tokens in each
+  order (a 2-way softmax), so score_p(b) = 1 - score_p(a); "full_softmax" (the
+  official code, oddqueue/self-judge `utils.py:149-158`): P is the full-vocabulary
+  softmax, so an order that puts more mass on A/B weighs more.
+- principle_vote "abstain" (default): a majority of per-principle wins, a principle
+  whose two scores are equal abstains; "share" (official `utils.py:164-171`): a wins
+  when the share of principles it wins (score_p(a) > score_p(b)) is above 1/2, b when
+  below; a tie ("abstain": equal wins; "share": a share of exactly 1/2) is broken by
+  the mean score over principles.
+- tie_break "a" (default): equal mean scores go to a; "b" (official
+  `utils.py:173-178`): a needs the strictly higher mean.
 Position consistency: both orders prefer the same response.
 
 Nothing is generated. One jitted forward judges a whole batch and does only the
@@ -29,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sjjax.data.templates import JudgePromptBuilder
+from sjjax.errors import ConfigError
 from sjjax.model.kv_cache import KVCache
 from sjjax.model.transformer import merge_params
 from sjjax.sampling import bucket, left_pad
@@ -49,37 +60,99 @@ class JudgeBatch(NamedTuple):
 @dataclasses.dataclass
 class Judgement:
     """Results for N pairs under P principles (score = probability that a is better)."""
-    order_probs: np.ndarray      # [N, P, 2] P(A) in order 0 (a first), P(A) in order 1 (b first)
+    order_probs: np.ndarray      # [N, P, 2] P(A) in order 0 (a first), P(A) in order 1 (b
+                                 # first), renormalised over the two judge tokens
     principle_scores: np.ndarray  # [N, P] score_p(a)
     scores: np.ndarray           # [N] mean over principles of score_p(a)
     a_wins: np.ndarray           # [N] bool, the vote
     consistent: np.ndarray       # [N, P] bool, both orders prefer the same response
     ties: int                    # pairs decided by the tie-break
     trimmed: int                 # prompts whose context or responses were trimmed
+    # [N, P, 2, 2] full-vocabulary P(A), P(B) per order (None: not computed)
+    token_probs: np.ndarray | None = None
+    principle_scores_b: np.ndarray | None = None  # [N, P] score_p(b)
 
     @property
     def position_consistency(self) -> float:
         return float(self.consistent.mean()) if self.consistent.size else float("nan")
 
 
-def aggregate(order_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                 np.ndarray, int]:
-    """[N, P, 2] P(A) per order -> (principle scores [N,P], mean [N], a_wins [N],
-    consistent [N,P], ties): the paper's semantics."""
+SCORES = ("pair_softmax", "full_softmax")
+PRINCIPLE_VOTES = ("abstain", "share")
+TIE_BREAKS = ("a", "b")
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeRules:
+    """How order probabilities become a verdict (module docstring); the defaults are
+    sjjax's, `OFFICIAL` the official code's."""
+    score: str = "pair_softmax"
+    principle_vote: str = "abstain"
+    tie_break: str = "a"
+
+    def __post_init__(self):
+        for name, allowed in (("score", SCORES), ("principle_vote", PRINCIPLE_VOTES),
+                              ("tie_break", TIE_BREAKS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"config.judge.{name}: {getattr(self, name)!r} is not one "
+                                  f"of {allowed}")
+
+    @classmethod
+    def from_config(cls, judge_config) -> "JudgeRules":
+        """From config.judge (keys absent in older configs take the defaults)."""
+        get = judge_config.get
+        return cls(get("score", cls.score), get("principle_vote", cls.principle_vote),
+                   get("tie_break", cls.tie_break))
+
+
+OFFICIAL = JudgeRules("full_softmax", "share", "b")
+
+
+def principle_scores(order_probs: np.ndarray, token_probs: np.ndarray | None = None,
+                     score: str = "pair_softmax") -> tuple[np.ndarray, np.ndarray]:
+    """-> (score_p(a), score_p(b)) [N, P] from [N, P, 2] P(A) per order (pair_softmax)
+    or [N, P, 2, 2] full-vocabulary P(A), P(B) per order (full_softmax)."""
+    if score == "full_softmax":
+        if token_probs is None:
+            raise ValueError("score='full_softmax' needs the full-vocabulary token_probs")
+        t = np.asarray(token_probs, np.float64)
+        return (t[..., 0, 0] + t[..., 1, 1]) / 2.0, (t[..., 0, 1] + t[..., 1, 0]) / 2.0
     p = np.asarray(order_probs, np.float64)
-    principle_scores = (p[..., 0] + (1.0 - p[..., 1])) / 2.0
-    mean = principle_scores.mean(axis=1)
-    wins_a = (principle_scores > 0.5).sum(axis=1)
-    wins_b = (principle_scores < 0.5).sum(axis=1)
-    tie = wins_a == wins_b
-    a_wins = np.where(tie, mean >= 0.5, wins_a > wins_b)
+    a = (p[..., 0] + (1.0 - p[..., 1])) / 2.0
+    return a, 1.0 - a
+
+
+def vote(score_a: np.ndarray, score_b: np.ndarray, rules: JudgeRules = JudgeRules()
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """[N, P] scores of a and b -> (a_wins [N], decided by the tie-break [N])."""
+    mean_a, mean_b = score_a.mean(axis=1), score_b.mean(axis=1)
+    wins_a = (score_a > score_b).sum(axis=1)
+    if rules.principle_vote == "share":
+        share = wins_a / score_a.shape[1]
+        tie, decided = share == 0.5, share > 0.5
+    else:
+        wins_b = (score_a < score_b).sum(axis=1)
+        tie, decided = wins_a == wins_b, wins_a > wins_b
+    tie_to_a = (mean_a > mean_b) | ((mean_a == mean_b) & (rules.tie_break == "a"))
+    return np.where(tie, tie_to_a, decided), tie
+
+
+def aggregate(order_probs: np.ndarray, token_probs: np.ndarray | None = None,
+              rules: JudgeRules = JudgeRules()) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                         np.ndarray, int]:
+    """[N, P, 2] P(A) per order (and, for score="full_softmax", [N, P, 2, 2] token_probs)
+    -> (principle scores of a [N,P], mean [N], a_wins [N], consistent [N,P], ties)."""
+    p = np.asarray(order_probs, np.float64)
+    score_a, score_b = principle_scores(p, token_probs, rules.score)
+    a_wins, tie = vote(score_a, score_b, rules)
     consistent = (p[..., 0] > 0.5) == (p[..., 1] < 0.5)
-    return principle_scores, mean, a_wins, consistent, int(tie.sum())
+    return score_a, score_a.mean(axis=1), a_wins, consistent, int(tie.sum())
 
 
 def _judge_probs(graphdef, params, lora, prefix_tokens, prefix_mask, suffix_tokens,
                  suffix_mask, token_ids, *, use_lora: bool):
-    """-> [R, 2] P(first judge token) per order, 2-way softmax, float32."""
+    """-> [R, 2, 3] per order: P(first judge token) under the 2-way softmax, then both
+    judge tokens' full-vocabulary softmax probabilities; float32."""
     model = merge_params(graphdef, params, lora)
     r, tp = prefix_tokens.shape
     ts = suffix_tokens.shape[-1]
@@ -90,8 +163,11 @@ def _judge_probs(graphdef, params, lora, prefix_tokens, prefix_mask, suffix_toke
     cache = cache.repeat(2)
     logits, _ = model(suffix_tokens.reshape(2 * r, ts), suffix_mask.reshape(2 * r, ts), cache,
                       lora=use_lora, logits="last")
+    logits = logits.astype(jnp.float32)
     pair_logits = logits[:, jnp.asarray(token_ids)]  # [2R, 2]
-    return jax.nn.softmax(pair_logits, axis=-1)[:, 0].reshape(r, 2)
+    full = jnp.exp(pair_logits - jax.nn.logsumexp(logits, axis=-1, keepdims=True))
+    pair = jax.nn.softmax(pair_logits, axis=-1)[:, :1]
+    return jnp.concatenate([pair, full], axis=-1).reshape(r, 2, 3)
 
 
 def split_point(prefixes: Sequence[Sequence[int]], suffix_lengths: Sequence[int], rows: int,
@@ -119,8 +195,10 @@ class Judge:
     per batch."""
 
     def __init__(self, graphdef, builder: JudgePromptBuilder, *, batch_size: int = 8,
-                 max_length: int | None = None, length_bucket: int = 16, pad_id: int = 0):
+                 max_length: int | None = None, length_bucket: int = 16, pad_id: int = 0,
+                 rules: JudgeRules = JudgeRules()):
         self.graphdef = graphdef
+        self.rules = rules
         self.builder = builder
         self.batch_size = batch_size
         self.max_length = max_length
@@ -159,12 +237,16 @@ class Judge:
         return JudgeBatch(prefix_tokens, prefix_mask, suffix_tokens.reshape(n_rows, 2, ts),
                           suffix_mask.reshape(n_rows, 2, ts)), trimmed
 
-    def order_probs(self, params, lora, batch: JudgeBatch, use_lora: bool = True) -> np.ndarray:
-        """[R, 2] P(A) per order for a built batch."""
+    def probs(self, params, lora, batch: JudgeBatch, use_lora: bool = True) -> np.ndarray:
+        """[R, 2, 3] per order: 2-way P(A), full-vocabulary P(A), P(B) (`_judge_probs`)."""
         out = self._fn(self.graphdef, params, lora or {}, batch.prefix_tokens, batch.prefix_mask,
                        batch.suffix_tokens, batch.suffix_mask, self.builder.token_ids,
                        use_lora=use_lora)
         return np.asarray(out)
+
+    def order_probs(self, params, lora, batch: JudgeBatch, use_lora: bool = True) -> np.ndarray:
+        """[R, 2] P(A) per order (2-way softmax) for a built batch."""
+        return self.probs(params, lora, batch, use_lora)[..., 0]
 
     def __call__(self, params, lora, pairs: Sequence[tuple[str, str, str]],
                  use_lora: bool = True) -> Judgement:
@@ -176,10 +258,14 @@ class Judge:
             chunk = pairs[start:start + per_call]
             batch, t = self.build_batch(chunk, rows=per_call * p)
             trimmed += t
-            probs.append(self.order_probs(params, lora, batch, use_lora)[:len(chunk) * p])
-        order_probs = (np.concatenate(probs) if probs else np.zeros((0, 2))).reshape(-1, p, 2)
-        scores, mean, a_wins, consistent, ties = aggregate(order_probs)
-        return Judgement(order_probs, scores, mean, a_wins, consistent, ties, trimmed)
+            probs.append(self.probs(params, lora, batch, use_lora)[:len(chunk) * p])
+        out = (np.concatenate(probs) if probs else np.zeros((0, 2, 3))).reshape(-1, p, 2, 3)
+        order_probs, token_probs = out[..., 0], out[..., 1:]
+        score_a, score_b = principle_scores(order_probs, token_probs, self.rules.score)
+        a_wins, tie = vote(score_a, score_b, self.rules)
+        consistent = (order_probs[..., 0] > 0.5) == (order_probs[..., 1] < 0.5)
+        return Judgement(order_probs, score_a, score_a.mean(axis=1), a_wins, consistent,
+                         int(tie.sum()), trimmed, token_probs, score_b)
 
     def compiled_count(self) -> int:
         return self._fn._cache_size()

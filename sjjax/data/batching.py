@@ -10,6 +10,10 @@ buckets, global batch size, seed, epoch):
     emitted when it is full; at the end of the epoch the partial batches are emitted
     padded (bucket order), or dropped with drop_remainder=True.
 
+With mix=True (config.data.mix_batches, the official code's random batches) the
+permutation is cut into consecutive batches instead, whatever their lengths, and each
+is padded to the smallest bucket holding its longest row; the last one is partial.
+
 So the number of batches per epoch is fixed, step s is batch s % batches_per_epoch
 of epoch s // batches_per_epoch, and the stream position is one integer: resuming at
 step s yields exactly the batches an uninterrupted stream yields from s.
@@ -68,7 +72,7 @@ class EpochPlanner:
     padding row; bucket length per batch [n_batches])."""
 
     def __init__(self, lengths: Sequence[int], buckets: Sequence[int], batch_size: int,
-                 seed: int, drop_remainder: bool = False):
+                 seed: int, drop_remainder: bool = False, mix: bool = False):
         if batch_size <= 0:
             raise ConfigError(f"config.data.batch_size: {batch_size} must be > 0")
         self.lengths = np.asarray(lengths, np.int64)
@@ -76,10 +80,15 @@ class EpochPlanner:
         self.batch_size = batch_size
         self.seed = seed
         self.drop_remainder = drop_remainder
+        self.mix = mix
         self.bucket = bucket_of(self.lengths, self.buckets)
-        counts = np.bincount(self.bucket, minlength=len(self.buckets))
-        per_bucket = counts // batch_size if drop_remainder else -(-counts // batch_size)
-        self.batches_per_epoch = int(per_bucket.sum())
+        if mix:
+            n = len(self.lengths)
+            self.batches_per_epoch = n // batch_size if drop_remainder else -(-n // batch_size)
+        else:
+            counts = np.bincount(self.bucket, minlength=len(self.buckets))
+            per_bucket = counts // batch_size if drop_remainder else -(-counts // batch_size)
+            self.batches_per_epoch = int(per_bucket.sum())
         if self.batches_per_epoch == 0:
             raise DataError(f"no batch: {len(self.lengths)} examples, batch size "
                             f"{batch_size}, drop_remainder={drop_remainder}")
@@ -97,6 +106,8 @@ class EpochPlanner:
     def _make_plan(self, epoch: int):
         B = self.batch_size
         perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.lengths))
+        if self.mix:
+            return self._mixed_plan(perm)
         bucket = self.bucket[perm]
         full, partial = [], []  # (position in perm where the batch completes, rows, bucket)
         for b in range(len(self.buckets)):
@@ -115,6 +126,16 @@ class EpochPlanner:
         indices = np.stack([rows for _, rows, _ in batches]).astype(np.int64)
         lengths = np.asarray([self.buckets[b] for _, _, b in batches], np.int32)
         return indices, lengths
+
+
+    def _mixed_plan(self, perm: np.ndarray):
+        """Consecutive rows of the permutation; each batch's bucket is its longest row's."""
+        B, n = self.batch_size, self.batches_per_epoch
+        indices = np.full((n, B), -1, np.int64)
+        rows = perm[:n * B] if self.drop_remainder else perm
+        indices.reshape(-1)[:len(rows)] = rows
+        longest = np.where(indices >= 0, self.bucket[np.maximum(indices, 0)], 0).max(axis=1)
+        return indices, np.asarray([self.buckets[b] for b in longest], np.int32)
 
 
 def _pad_rows(records, rows: np.ndarray, T: int, pad_id: int, prefix: str = ""):
@@ -165,7 +186,8 @@ class BatchStream:
     def __init__(self, records, lengths: Sequence[int], *, batch_size: int,
                  buckets: Sequence[int] = DEFAULT_BUCKETS, seed: int = 0, pad_id: int = 0,
                  pairs: bool = False, num_epochs: int | None = None,
-                 drop_remainder: bool = False, process_index: int | None = None,
+                 drop_remainder: bool = False, mix: bool = False,
+                 process_index: int | None = None,
                  process_count: int | None = None, num_threads: int = 2, prefetch: int = 4):
         if len(records) != len(lengths):
             raise DataError(f"{len(records)} records but {len(lengths)} lengths")
@@ -176,7 +198,7 @@ class BatchStream:
             raise ConfigError(f"config.data.batch_size: {batch_size} is not divisible by the "
                               f"number of hosts ({process_count})")
         self.records = records
-        self.planner = EpochPlanner(lengths, buckets, batch_size, seed, drop_remainder)
+        self.planner = EpochPlanner(lengths, buckets, batch_size, seed, drop_remainder, mix)
         self.pad_id, self.pairs = int(pad_id), pairs
         self.num_epochs = num_epochs
         per_host = batch_size // process_count
@@ -218,9 +240,12 @@ class BatchStream:
 
     def _identity(self) -> dict:
         p = self.planner
-        return dict(num_examples=len(p.lengths), batch_size=p.batch_size, seed=p.seed,
-                    buckets=list(p.buckets), drop_remainder=p.drop_remainder,
-                    batches_per_epoch=p.batches_per_epoch)
+        identity = dict(num_examples=len(p.lengths), batch_size=p.batch_size, seed=p.seed,
+                        buckets=list(p.buckets), drop_remainder=p.drop_remainder,
+                        batches_per_epoch=p.batches_per_epoch)
+        if p.mix:  # only when on: states saved before the option existed still resume
+            identity["mix_batches"] = True
+        return identity
 
     def get_state(self) -> dict:
         """{"step": next global step, "epoch": its epoch, ...what must match to resume}."""

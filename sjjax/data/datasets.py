@@ -87,13 +87,15 @@ def _features(mode: str) -> tfds.features.FeaturesDict:
 def build_examples(config, tokenizer, mode: str = "jsft") -> tuple[list, dict]:
     """Reads config.data.sources and builds JSFT examples or DPO pairs.
     -> (items, stats dict with per-source read stats and example stats)."""
-    from sjjax.data.templates import ChatEncoder, JudgePromptBuilder
+    from sjjax.data.templates import ChatEncoder, JudgePromptBuilder, bos_ids
     data = config.data
     from sjjax.data import sources as sources_lib
     records = sources_lib.read_sources(data.sources, data.on_bad_record)
-    chat = ChatEncoder(tokenizer)
+    bos = bos_ids(tokenizer, config.model.get("add_bos", "never")) if "model" in config else ()
+    chat = ChatEncoder(tokenizer, bos=bos)
     if mode in ("jsft", "sft"):
-        judge = JudgePromptBuilder.from_config(tokenizer, config.judge)
+        judge = JudgePromptBuilder.from_config(tokenizer, config.judge, bos=bos,
+                                               target_eos=data.get("judge_target_eos", True))
         judgments = records.judgments if mode == "jsft" else []
         items, stats = examples_lib.build_jsft_examples(
             records.conversations, judgments, chat, judge, data.max_length,
@@ -178,6 +180,12 @@ def fingerprint(config, tokenizer, mode: str) -> str:
                                   templates=judge.templates.to_dict()
                                   if hasattr(judge.templates, "to_dict") else
                                   dict(judge.templates)))
+    # Options that change the tokens, only when not at their defaults (so datasets built
+    # before the options existed keep their names).
+    if "model" in config and config.model.get("add_bos", "never") != "never":
+        content["add_bos"] = config.model.add_bos
+    if mode in ("jsft", "sft") and not data.get("judge_target_eos", True):
+        content["judge_target_eos"] = False
     text = json.dumps(content, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -245,6 +253,7 @@ def make_stream(config, prepared: Prepared, pad_id: int, process_index: int | No
     return batching.BatchStream(
         prepared.records, prepared.lengths, batch_size=data.batch_size, buckets=data.buckets,
         seed=data.seed, pad_id=pad_id, pairs=prepared.mode == "dpo",
+        mix=bool(data.get("mix_batches", False)),
         num_epochs=data.num_epochs, drop_remainder=data.drop_remainder,
         process_index=process_index, process_count=process_count,
         num_threads=data.num_threads, prefetch=data.prefetch)

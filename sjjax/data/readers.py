@@ -330,10 +330,12 @@ def _split_last_response(messages, label: str) -> tuple[tuple[dict, ...], str]:
 
 
 def read_hh_rlhf(path: str, on_bad_record: str = "raise",
-                 principle: str = "helpfulness") -> Records:
+                 principle: str = "helpfulness", system: str = "") -> Records:
     """HH-RLHF JSONL -> per line: Conversation (the chosen dialogue), Judgment (context,
     chosen and rejected last turns, with `messages`), Prompt (the turns before the
-    response). Chosen and rejected must share the context."""
+    response). Chosen and rejected must share the context. `system`: a system message
+    put first in the conversation and the prompt (the official code uses its judge
+    system text); the judged context never shows it."""
     _check_policy(on_bad_record)
     stats = ReadStats(path)
 
@@ -347,10 +349,11 @@ def read_hh_rlhf(path: str, on_bad_record: str = "raise",
                              "chosen and rejected do not share the same context; first "
                              f"difference at {_first_difference(context, rejected_context)}")
         rendered = render_context(context)
-        out.conversations.append(Conversation(chosen, source=where))
+        head = ({"role": "system", "content": system},) if system else ()
+        out.conversations.append(Conversation(head + chosen, source=where))
         out.judgments.append(Judgment(rendered, chosen_text, rejected_text, principle,
                                       source=where, messages=context))
-        out.prompts.append(Prompt(context, rendered, source=where))
+        out.prompts.append(Prompt(head + context, rendered, source=where))
 
     return _read(path, _iter_jsonl(path, stats), parse, on_bad_record, stats)
 
@@ -373,7 +376,8 @@ def _uf_rating(value, label: str) -> int | None:
 def read_ultrafeedback(path: str, on_bad_record: str = "raise", mode: str = "pair",
                        principles: Sequence[str] = UF_PRINCIPLES, seed: int = 0,
                        pair_principle: str = "helpfulness",
-                       rationale_field: str = "Rationale") -> Records:
+                       rationale_field: str | Sequence[str] = "Rationale",
+                       system_prompt: bool = False) -> Records:
     """UltraFeedback JSONL -> per record: Conversation (the completion with the highest
     mean rating over `principles`, "N/A" excluded; ties -> the longer response), Prompt,
     and judgments between that best completion and one strictly lower-rated completion
@@ -386,7 +390,16 @@ def read_ultrafeedback(path: str, on_bad_record: str = "raise", mode: str = "pai
 
     Records with no strictly lower-rated completion give no judgment (noted as
     `no_pair`); completions rated "N/A" on every principle are not ranked.
+
+    rationale_field: an annotation field, or several: the first is required, the
+    others are appended, space-separated, where present (the official code's
+    ("Rationale", "Rationale For Rating")). system_prompt: the best completion's
+    `custom_system_prompt` opens its conversation and the prompt (the official SFT
+    and self-training queries); the judged context is the instruction alone.
     """
+    fields = (rationale_field,) if isinstance(rationale_field, str) else tuple(rationale_field)
+    if not fields:
+        raise ConfigError("config.data.sources: ultrafeedback rationale_field is empty")
     _check_policy(on_bad_record)
     if mode not in ("pair", "principles"):
         raise ConfigError(f"config.data.sources: ultrafeedback mode {mode!r} is not "
@@ -424,9 +437,16 @@ def read_ultrafeedback(path: str, on_bad_record: str = "raise", mode: str = "pai
         best = max(rated)
         messages = (user_turn(instruction),)
         rendered = render_context(messages)
-        out.conversations.append(Conversation(messages + (assistant_turn(best[4]),),
+        head = ()
+        if system_prompt:
+            text = completions[best[3]].get("custom_system_prompt") or ""
+            if not isinstance(text, str):
+                raise _BadRecord("bad_value", f"field 'completions[{best[3]}]."
+                                              f"custom_system_prompt': expected a string")
+            head = ({"role": "system", "content": text},) if text else ()
+        out.conversations.append(Conversation(head + messages + (assistant_turn(best[4]),),
                                               source=where))
-        out.prompts.append(Prompt(messages, rendered, source=where))
+        out.prompts.append(Prompt(head + messages, rendered, source=where))
         lower = [r for r in rated if r[0] < best[0]]
         if not lower:
             stats.notes["no_pair"] += 1
@@ -447,8 +467,11 @@ def read_ultrafeedback(path: str, on_bad_record: str = "raise", mode: str = "pai
             win, lose = (best, other) if rb > ro else (other, best)
 
             def rationale(c):
-                return _field(c[6][p], rationale_field, str,
-                              f"completions[{c[3]}].annotations.{p}.{rationale_field}")
+                label = f"completions[{c[3]}].annotations.{p}"
+                texts = [_field(c[6][p], fields[0], str, f"{label}.{fields[0]}")]
+                texts += [_field(c[6][p], f, str, f"{label}.{f}") for f in fields[1:]
+                          if f in c[6][p]]
+                return " ".join(texts)
             out.judgments.append(Judgment(rendered, win[4], lose[4], p, rationale(win),
                                           rationale(lose), source=f"{where}:{p}",
                                           messages=messages))
@@ -584,9 +607,9 @@ def read_alpaca_eval(path: str, rejected_path: str | None = None,
 # --------------------------------------------------------------------------
 
 READERS = {
-    "hh_rlhf": (read_hh_rlhf, {"principle"}),
+    "hh_rlhf": (read_hh_rlhf, {"principle", "system"}),
     "ultrafeedback": (read_ultrafeedback, {"mode", "principles", "seed", "pair_principle",
-                                           "rationale_field"}),
+                                           "rationale_field", "system_prompt"}),
     "preference_jsonl": (read_preference_jsonl, {"principle"}),
     "alpaca_eval": (read_alpaca_eval, {"rejected_path", "principle"}),
 }
@@ -618,6 +641,8 @@ def read_source(spec: Mapping, on_bad_record: str = "raise", key: str = "data.so
     kwargs = {k: v for k, v in spec.items() if k in options}
     if "principles" in kwargs:
         kwargs["principles"] = tuple(kwargs["principles"])
+    if isinstance(kwargs.get("rationale_field"), (list, tuple)):
+        kwargs["rationale_field"] = tuple(kwargs["rationale_field"])
     return reader(path, on_bad_record=on_bad_record, **kwargs)
 
 

@@ -5,7 +5,10 @@ splits of file sources, prompts for self-training, and the oracle.
     {"format": "synthetic", "seed": 0, "n_sft": 400, "n_pairs": 400, "n_prompts": 64,
      "wrong_fraction": 0.2, "families": [...], "levels": [...]}
     {"format": "hh_rlhf", "path": ..., "split": "train", "heldout_fraction": 0.1,
-     "max_records": 400}
+     "max_records": 400, "kinds": ("conversations",)}
+    ... `kinds`: which of the file's records are used (default all: conversations,
+    judgments, prompts, eval_items); e.g. the official HH JSFT trains SFT on
+    helpful-online without its judgments.
     ... (any reader of `readers.READERS`, each with an optional split)
 
 A file source's split is a fixed function of each record's `source` ("file:line"),
@@ -23,6 +26,7 @@ from sjjax.data.readers import ReadStats, Records
 from sjjax.errors import ConfigError
 
 SPLITS = ("all", "train", "heldout")
+KINDS = ("conversations", "judgments", "prompts", "eval_items")
 SYNTHETIC_OPTIONS = {"seed", "n_sft", "n_pairs", "n_prompts", "wrong_fraction", "families",
                      "levels", "split", "principle", "directions"}
 
@@ -87,9 +91,15 @@ def read_source(spec, on_bad_record: str = "raise", key: str = "data.sources[0]"
     spec.pop("split", None)
     fraction = float(spec.pop("heldout_fraction", 0.1))
     limit = spec.pop("max_records", None)
+    kinds = tuple(spec.pop("kinds", KINDS))
     if split not in SPLITS:
         raise ConfigError(f"config.{key}.split: {split!r} is not one of {SPLITS}")
+    if not kinds or set(kinds) - set(KINDS):
+        raise ConfigError(f"config.{key}.kinds: {kinds} must name some of {KINDS}")
     records = filter_split(readers.read_source(spec, on_bad_record, key), split, fraction)
+    if kinds != KINDS:
+        records = Records(*(getattr(records, k) if k in kinds else [] for k in KINDS),
+                          records.stats)
     if limit:  # the first `limit` records of each kind (a smaller budget, same data)
         records = Records(records.conversations[:limit], records.judgments[:limit],
                           records.prompts[:limit], records.eval_items[:limit], records.stats)

@@ -14,6 +14,15 @@ orders of a pair a clean token prefix (computed once by the judge), and lets the
 context be trimmed from the left in token units. User-provided text is tokenized
 with `split_special_tokens=True`, so it cannot forge control tokens.
 
+SentencePiece-style tokenizers (Llama-2, Mistral) prepend a word-start marker "▁" to
+every text they encode; encoded whole, a rendered prompt gets it once, at the start. So
+for those, pieces after the first are encoded without it, and a literal's trailing
+space goes with the response that follows ("Assistant A: " + text -> "▁text"): the ids
+are then those of the whole rendered text wherever no token spans a piece boundary.
+
+`bos` (config.model.add_bos, `bos_ids`): the ids put before every rendered
+conversation and judge prompt (the official code's `tokenizer.encode` adds BOS).
+
 Loss masks are aligned with tokens: `loss_mask[i]` says token i is a target (it is
 predicted from position i - 1).
 """
@@ -163,24 +172,68 @@ COMPACT_JUDGE_TEMPLATE = {"helpfulness": dict(
 # Piece-wise encoding
 # --------------------------------------------------------------------------
 
+ADD_BOS = ("never", "tokenizer")
+
+
+def bos_ids(tokenizer, add_bos: str = "never") -> tuple[int, ...]:
+    """config.model.add_bos -> the ids put before every rendered text: () for "never";
+    for "tokenizer", what the tokenizer's own `add_special_tokens=True` puts first (e.g.
+    Llama-2's BOS under add_bos_token=True; () for a tokenizer that adds none)."""
+    if add_bos not in ADD_BOS:
+        raise ConfigError(f"config.model.add_bos: {add_bos!r} is not one of {ADD_BOS}")
+    if add_bos == "never":
+        return ()
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    n = len(full) - len(plain)
+    return tuple(full[:n]) if n > 0 and full[n:n + len(plain)] == plain else ()
+
+
+def _has_word_prefix(tokenizer) -> bool:
+    """Whether the tokenizer prepends SentencePiece's "▁" to every text it encodes."""
+    ids = tokenizer("a", add_special_tokens=False)["input_ids"]
+    return bool(ids) and tokenizer.convert_ids_to_tokens(ids[:1])[0].startswith("\u2581")
+
+
 class PieceEncoder:
     """Renders a conversation through the tokenizer's chat template with slots and
     tokenizes it piece by piece."""
 
-    def __init__(self, tokenizer, end_of_turn: str | None = None):
+    def __init__(self, tokenizer, end_of_turn: str | None = None, bos: Sequence[int] = ()):
         if not getattr(tokenizer, "chat_template", None):
             raise TemplateError("tokenizer has no chat template; set one in the config "
-                                "(model.chat_template)")
+                                "(config.model.chat_template, a Jinja template; e.g. the "
+                                "paper presets use sjjax.presets.paper.OFFICIAL_CHAT_TEMPLATE)")
         self.tokenizer = tokenizer
         self.end_of_turn = end_of_turn or tokenizer.eos_token
+        self.bos = list(bos)
+        self.word_prefix = _has_word_prefix(tokenizer)
+        self._anchor = (tokenizer("\n", add_special_tokens=False)["input_ids"]
+                        if self.word_prefix else [])
         self._cache: dict[tuple[str, bool], list[int]] = {}
         self._recent: dict[str, list[int]] = {}
 
-    def literal(self, text: str) -> list[int]:
-        """Template text: special tokens (<|im_start|> ...) are recognised."""
-        key = (text, False)
+    def _encode(self, text: str, split_special: bool) -> list[int]:
+        """Ids of `text` as it reads inside a longer text (no "▁" prepended)."""
+        kwargs = dict(add_special_tokens=False, split_special_tokens=split_special)
+        if not self.word_prefix:
+            return self.tokenizer(text, **kwargs)["input_ids"]
+        ids = self.tokenizer("\n" + text, **kwargs)["input_ids"]
+        if ids[:len(self._anchor)] != self._anchor:
+            raise TemplateError(f"the tokenizer merges a newline with {text[:20]!r}: cannot "
+                                f"encode the template by pieces")
+        return ids[len(self._anchor):]
+
+    def literal(self, text: str, first: bool = False) -> list[int]:
+        """Template text: special tokens (<|im_start|> ...) are recognised. `first`: the
+        start of a rendered text (BOS, and the tokenizer's own "▁" where it adds one)."""
+        key = (text, first)
         if key not in self._cache:
-            self._cache[key] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if first:
+                ids = self.bos + self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            else:
+                ids = self._encode(text, False)
+            self._cache[key] = ids
         return self._cache[key]
 
     def content(self, text: str) -> list[int]:
@@ -194,8 +247,7 @@ class PieceEncoder:
         if ids is None:
             if len(self._recent) >= 16:
                 self._recent.clear()
-            ids = self._recent[text] = self.tokenizer(
-                text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            ids = self._recent[text] = self._encode(text, True)
         return ids
 
     def render(self, messages: list[dict], add_generation_prompt: bool = False) -> list:
@@ -235,8 +287,8 @@ def _concat(pieces: list[tuple[list[int], bool]]) -> Encoded:
 class ChatEncoder:
     """SFT conversations and generation prompts through the chat template."""
 
-    def __init__(self, tokenizer, end_of_turn: str | None = None):
-        self.pieces = PieceEncoder(tokenizer, end_of_turn)
+    def __init__(self, tokenizer, end_of_turn: str | None = None, bos: Sequence[int] = ()):
+        self.pieces = PieceEncoder(tokenizer, end_of_turn, bos)
 
     def _render(self, messages, add_generation_prompt):
         for i, m in enumerate(messages):
@@ -254,7 +306,8 @@ class ChatEncoder:
         -> (Encoded, turn_starts) where turn_starts[i] is the token index where
         message i's content starts (used for truncation)."""
         parts = self._render(messages, add_generation_prompt=False)
-        pieces: list[tuple[list[int], bool]] = [(self.pieces.literal(parts[0]), False)]
+        pieces: list[tuple[list[int], bool]] = [(self.pieces.literal(parts[0], first=True),
+                                                 False)]
         starts = []
         n = len(pieces[0][0])
         for j in range(1, len(parts), 2):
@@ -275,7 +328,7 @@ class ChatEncoder:
     def encode_prompt(self, messages: list[dict]) -> np.ndarray:
         """Ids of a prompt ending with the assistant header (generation prompt)."""
         parts = self._render(messages, add_generation_prompt=True)
-        ids = list(self.pieces.literal(parts[0]))
+        ids = list(self.pieces.literal(parts[0], first=True))
         for j in range(1, len(parts), 2):
             ids += self.pieces.content(messages[int(parts[j][1:])]["content"])
             ids += self.pieces.literal(parts[j + 1])
@@ -328,17 +381,23 @@ class JudgePromptBuilder:
     the same pieces, so both see the same token layout."""
 
     def __init__(self, tokenizer, templates: Mapping[str, JudgeTemplate],
-                 judge_tokens: Sequence[str] = (" A", " B"), end_of_turn: str | None = None):
+                 judge_tokens: Sequence[str] = (" A", " B"), end_of_turn: str | None = None,
+                 bos: Sequence[int] = (), target_eos: bool = True):
+        """target_eos (config.data.judge_target_eos): the training target ends with the
+        end-of-turn token (True) or stops after the decision (and rationale)."""
         self.tokenizer = tokenizer
         self.templates = dict(templates)
         self.token_ids = resolve_judge_tokens(tokenizer, judge_tokens)
-        self.pieces = PieceEncoder(tokenizer, end_of_turn)
+        self.pieces = PieceEncoder(tokenizer, end_of_turn, bos)
+        self.target_eos = target_eos
         self._literals = {p: self._literal_pieces(t) for p, t in self.templates.items()}
 
     @classmethod
-    def from_config(cls, tokenizer, judge_config) -> "JudgePromptBuilder":
+    def from_config(cls, tokenizer, judge_config, bos: Sequence[int] = (),
+                    target_eos: bool = True) -> "JudgePromptBuilder":
         templates = validate_judge_templates(judge_config.templates, judge_config.principles)
-        return cls(tokenizer, templates, tuple(judge_config.tokens))
+        return cls(tokenizer, templates, tuple(judge_config.tokens), bos=bos,
+                   target_eos=target_eos)
 
     @property
     def principles(self) -> list[str]:
@@ -357,9 +416,16 @@ class JudgePromptBuilder:
                                 f"reordered or dropped the judge slots ({names})")
         eot, _ = self.pieces.split_end_of_turn(parts[8])
         literal = self.pieces.literal
-        return dict(before_context=literal(parts[0]), before_first=literal(parts[2]),
-                    between=literal(parts[4]), before_target=literal(parts[6]),
-                    end_of_turn=literal(eot))
+        # SentencePiece-style: a literal's trailing spaces lead the text that follows.
+        leads = {}
+        for i, slot in ((0, "context"), (2, "first"), (4, "second")):
+            text = parts[i]
+            if self.pieces.word_prefix and text.endswith(" "):
+                parts[i] = text.rstrip(" ")
+                leads[slot] = text[len(parts[i]):]
+        return dict(before_context=literal(parts[0], first=True),
+                    before_first=literal(parts[2]), between=literal(parts[4]),
+                    before_target=literal(parts[6]), end_of_turn=literal(eot), leads=leads)
 
     def prompt(self, principle: str, context: str, first: str, second: str,
                max_length: int | None = None, on_overflow: str = "trim_responses"
@@ -371,8 +437,10 @@ class JudgePromptBuilder:
         `"drop"` returns None.
         """
         lit = self._literals[principle]
-        ctx = self.pieces.content(context)
-        a, b = self.pieces.content(first), self.pieces.content(second)
+        lead = lit["leads"].get
+        ctx = self.pieces.content(lead("context", "") + context)
+        a = self.pieces.content(lead("first", "") + first)
+        b = self.pieces.content(lead("second", "") + second)
         fixed = (len(lit["before_context"]) + len(lit["before_first"]) + len(lit["between"])
                  + len(lit["before_target"]))
         context_trimmed = responses_trimmed = 0
@@ -392,7 +460,7 @@ class JudgePromptBuilder:
     def target(self, chosen_first: bool, rationale_first: str | None = None,
                rationale_second: str | None = None, principle: str | None = None) -> list[int]:
         """Decision token (A if the chosen response is shown first), optional rationale,
-        end-of-turn."""
+        end-of-turn (unless target_eos is False)."""
         principle = principle or self.principles[0]
         template = self.templates[principle]
         ids = [self.token_ids[0] if chosen_first else self.token_ids[1]]
@@ -400,7 +468,7 @@ class JudgePromptBuilder:
             text = template.rationale.format(rationale_a=rationale_first,
                                              rationale_b=rationale_second)
             ids += self.pieces.content(text)
-        return ids + self._literals[principle]["end_of_turn"]
+        return ids + (self._literals[principle]["end_of_turn"] if self.target_eos else [])
 
     def training_example(self, principle: str, context: str, chosen: str, rejected: str,
                          chosen_first: bool, rationale_chosen: str | None = None,

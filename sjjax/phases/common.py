@@ -24,6 +24,7 @@ class Policy:
     lora: dict
     model_config: ModelConfig
     tokenizer: Any
+    bos: tuple[int, ...] = ()   # ids before every prompt (config.model.add_bos)
 
     @property
     def eos_ids(self) -> tuple[int, ...]:
@@ -59,13 +60,26 @@ def load_policy(config) -> Policy:
     """
     source = config.model.source
     if source == "tiny":
-        return _tiny_policy(config)
+        return apply_tokenizer_options(_tiny_policy(config), config.model)
     path = resolve_source(source)
     if "://" in path or is_run_dir(path):
         return load_run_dir(path, config.model)
     cfg, params, tokenizer = load_pretrained(path, **model_overrides(config.model))
     graphdef, params, lora = split_params(build_model(cfg, params))
-    return Policy(graphdef, params, lora, cfg, tokenizer)
+    return apply_tokenizer_options(Policy(graphdef, params, lora, cfg, tokenizer),
+                                   config.model)
+
+
+def apply_tokenizer_options(policy: Policy, model_config) -> Policy:
+    """config.model.chat_template ("" = the tokenizer's own) and config.model.add_bos
+    (-> policy.bos) applied to a loaded policy."""
+    from sjjax.data.templates import bos_ids
+    template = model_config.get("chat_template", "") if model_config is not None else ""
+    if template:
+        policy.tokenizer.chat_template = template
+    add_bos = model_config.get("add_bos", "never") if model_config is not None else "never"
+    policy.bos = bos_ids(policy.tokenizer, add_bos)
+    return policy
 
 
 def load_run_dir(run_dir: str, model_config=None) -> Policy:
@@ -79,7 +93,8 @@ def load_run_dir(run_dir: str, model_config=None) -> Policy:
     cfg = ModelConfig.from_hf_json(os.path.join(model_dir, "config.json"), **overrides)
     graphdef, abstract, _ = split_params(abstract_model(cfg))
     params, _ = load_final(run_dir, abstract)
-    return Policy(graphdef, params, {}, cfg, load_tokenizer(model_dir))
+    return apply_tokenizer_options(Policy(graphdef, params, {}, cfg, load_tokenizer(model_dir)),
+                                   model_config)
 
 
 def _tiny_policy(config) -> Policy:

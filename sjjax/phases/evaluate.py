@@ -37,7 +37,7 @@ from sjjax.data.templates import JudgePromptBuilder
 from sjjax.evaluation import (evaluate_judge, greedy_quality, stratified_prompts,
                               synthetic_family, tournament_sweep, win_rate_against_references)
 from sjjax.generation import Responder
-from sjjax.judge import Judge
+from sjjax.judge import Judge, JudgeRules
 from sjjax.phases.common import load_policy, sampling_params
 from sjjax.sampling import SamplingParams
 
@@ -118,9 +118,11 @@ def run(config):
     oracle = load_oracle(config)
     responder = Responder.from_config(policy, config.sampling)
     judge_policy = _judge_policy(config, policy)
-    builder = JudgePromptBuilder.from_config(judge_policy.tokenizer, config.judge)
+    builder = JudgePromptBuilder.from_config(judge_policy.tokenizer, config.judge,
+                                             bos=judge_policy.bos)
     judge = Judge(judge_policy.graphdef, builder, batch_size=config.judge.batch_size,
-                  max_length=config.judge.max_length, pad_id=judge_policy.tokenizer.pad_token_id)
+                  max_length=config.judge.max_length, pad_id=judge_policy.tokenizer.pad_token_id,
+                  rules=JudgeRules.from_config(config.judge))
     weights = dict(policy_params=policy.params, policy_lora=policy.lora,
                    judge_params=judge_policy.params, judge_lora=judge_policy.lora)
     results = {"model": config.model.source, "label": ev.label or config.model.source,

@@ -3,7 +3,9 @@
 Policy pi is initialised from the Judge Model (JM); the reference pi_ref is the frozen
 JM, which is also the judge. Each step:
 
-  1. sample 2 responses per prompt from the *current* policy (compiled sampler);
+  1. sample 2 responses per prompt from the *current* policy (compiled sampler;
+     config.self_judge.samples_per_prompt = N: N responses, samples (0, 1), (2, 3), ...
+     of a prompt are N / 2 pairs);
   2. judge each pair with pi_ref (one batched forward, both orders);
   3. take a DPO step on (chosen, rejected), chosen and rejected in one forward,
      reference log-probs without gradients.
@@ -38,7 +40,7 @@ from sjjax.data.sources import load_oracle, load_prompts
 from sjjax.data.templates import JudgePromptBuilder
 from sjjax.evaluation.shortcuts import RULES, agreement, rule_votes
 from sjjax.generation import Responder
-from sjjax.judge import Judge
+from sjjax.judge import Judge, JudgeRules
 from sjjax.losses import DPOType
 from sjjax.phases.common import load_policy, sampling_params
 from sjjax.sampling import bucket
@@ -52,9 +54,14 @@ log = logging.getLogger("sjjax")
 
 def validate(config) -> None:
     sj = config.self_judge
-    if sj.prompts_per_step % config.train.grad_accum:
-        raise ConfigError(f"config.self_judge.prompts_per_step={sj.prompts_per_step} is not a "
-                          f"multiple of config.train.grad_accum={config.train.grad_accum}")
+    n = sj.samples_per_prompt
+    if not (isinstance(n, int) and n >= 2 and n % 2 == 0):
+        raise ConfigError(f"config.self_judge.samples_per_prompt: {n!r} must be an even "
+                          f"number >= 2 (samples 2m and 2m+1 of a prompt are a pair)")
+    if sj.prompts_per_step * (n // 2) % config.train.grad_accum:
+        raise ConfigError(f"config.self_judge.prompts_per_step={sj.prompts_per_step} x "
+                          f"samples_per_prompt/2={n // 2} pairs is not a multiple of "
+                          f"config.train.grad_accum={config.train.grad_accum}")
     if config.dpo.loss_type not in DPOType.__args__:
         raise ConfigError(f"config.dpo.loss_type: {config.dpo.loss_type!r} not in "
                           f"{DPOType.__args__}")
@@ -146,6 +153,13 @@ def dpo_rows(prompt_ids, chosen, rejected, valid, pad_id: int, accum: int, multi
             "valid": np.asarray(valid, bool).reshape(accum, p)}
 
 
+def close_truncated(responses, eos_ids, eos_id: int) -> list:
+    """Responses cut at max_new_tokens (not ending in an EOS id) with `eos_id` appended,
+    as the official code appends the EOS token to every DPO response."""
+    return [r if len(r) and r[-1] in eos_ids else np.append(r, eos_id).astype(r.dtype)
+            for r in responses]
+
+
 def pair_outcomes(samples, scores, a_wins):
     """Per pair: identical?, oracle-informative?, judge agrees with the oracle?"""
     identical = np.array([a == b for a, b in samples])
@@ -182,9 +196,10 @@ class SelfJudgeTask:
                                                graphdef=weights.graphdef, batched=False)
         self.prompt_ids = self.responder.encode([p.messages for p in self.prompts])
         # The judge runs on the policy's graph; the reference is that graph with adapters off.
-        self.judge = Judge(weights.graphdef, JudgePromptBuilder.from_config(tok, c.judge),
+        self.judge = Judge(weights.graphdef,
+                           JudgePromptBuilder.from_config(tok, c.judge, bos=self.policy.bos),
                            batch_size=c.judge.batch_size, max_length=c.judge.max_length,
-                           pad_id=tok.pad_token_id)
+                           pad_id=tok.pad_token_id, rules=JudgeRules.from_config(c.judge))
 
     def make_step(self, weights, optimizer, schedule):
         spec = LossSpec(lora=weights.use_lora, beta=self.config.dpo.beta,
@@ -202,10 +217,14 @@ class SelfJudgeTask:
         idx = prompts_for_step(len(self.prompts), sj.prompts_per_step, step, c.seed)
         key = jax.random.fold_in(jax.random.wrap_key_data(state.key), step)
         params, lora = w.policy(state.trainable)
+        n = sj.samples_per_prompt
         out = self.responder.sample(params, lora, [self.prompt_ids[i] for i in idx], key,
-                                    self.sampling, num_samples=2)
-        # flat rows 2k, 2k+1: the two samples of prompt k
-        responses = [r for pair in out.tokens for r in pair]
+                                    self.sampling, num_samples=n)
+        idx = np.repeat(idx, n // 2)  # the prompt of each pair
+        # flat rows 2k, 2k+1: the two samples of pair k
+        responses = [r for samples in out.tokens for r in samples]
+        if sj.get("eos_on_truncated", False):
+            responses = close_truncated(responses, self.policy.eos_ids, tok.eos_token_id)
         texts = [t for pair in out.texts for t in pair]
         lengths = out.lengths.ravel()
         t_sample = time.perf_counter() - started

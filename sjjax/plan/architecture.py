@@ -86,10 +86,14 @@ def _not_an_architecture(source: str) -> str:
 
 
 def _architecture_named_by(path: str) -> str | None:
-    """The last component of a path that names an architecture or 'tiny'
-    (runs/llama2_7b/jsft, /models/Llama2-7b, gs://bucket/runs/smollm2/jsft)."""
+    """The last component of a path that names an architecture or 'tiny', alone or
+    with a `_<setup>` suffix (runs/llama2_7b/jsft, runs/llama2_7b_uf/jsft,
+    /models/Llama2-7b, gs://bucket/runs/smollm2/jsft)."""
     for part in reversed(path.replace("://", "/").split("/")):
         name = part.lower().replace("-", "_")
         if is_architecture(name) or name == "tiny":
             return name
+        prefixes = [a for a in architecture_names() if name.startswith(a + "_")]
+        if prefixes:
+            return max(prefixes, key=len)
     return None

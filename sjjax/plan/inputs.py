@@ -161,11 +161,15 @@ def inputs_from_config(config, *, accelerator: str | None = None, num_devices: i
     max_new = int(_get(config, "sampling.max_new_tokens", 128))
     on_policy = phase in ON_POLICY_PHASES
     # Examples per optimizer step: train.batch_size, else the phase's own key
-    # (self_judge.prompts_per_step: one chosen/rejected pair per prompt; data.batch_size:
-    # rows for JSFT/SFT, pairs for DPO).
+    # (self_judge.prompts_per_step x samples_per_prompt / 2 chosen/rejected pairs;
+    # data.batch_size: rows for JSFT/SFT, pairs for DPO).
     batch = _get(config, "train.batch_size")
+    step_prompts = None
     if batch is None and on_policy:
-        batch = _get(config, "self_judge.prompts_per_step")
+        step_prompts = _get(config, "self_judge.prompts_per_step")
+        if step_prompts is not None:
+            batch = int(step_prompts) * max(1, int(_get(config, "self_judge.samples_per_prompt",
+                                                        2)) // 2)
     if batch is None:
         batch = _get(config, "data.batch_size", 8)
     # Tokens per training row: on-policy rows are prompt + sampled response.
@@ -179,7 +183,8 @@ def inputs_from_config(config, *, accelerator: str | None = None, num_devices: i
     if samples is None:
         samples = 1
     # On-policy phases sample every prompt of a step in one call.
-    prompts = int(batch) if on_policy else int(_get(config, "sampling.batch_size", 8))
+    prompts = (int(step_prompts if step_prompts is not None else batch) if on_policy
+               else int(_get(config, "sampling.batch_size", 8)))
     principles = _get(config, "judge.principles", ("helpfulness",))
     model, origin = _model_config_and_origin(config)
     return PlanInputs(

@@ -10,8 +10,10 @@ wires the run directories (`common.START_FROM`).
     smollm2       smollm2.py     SmolLM2-135M-Instruct on the synthetic suite (CPU: an
                                  hour or two)
     smollm2_hh    smollm2_hh.py  SmolLM2-135M-Instruct on HH-RLHF (../shared/data)
-    llama2_7b     paper.py       the paper's settings (Llama-2-7B, TPU/GPU)
-    llama3_8b, mistral_7b        paper.py: the same recipe on other 7-8B models
+    llama2_7b     paper.py       the paper's settings (Llama-2-7B on HH-RLHF, TPU/GPU), as
+                                 its official code runs them (docs/paper_fidelity.md)
+    llama2_7b_uf, llama2_7b_uf_pr   paper.py: Llama-2-7B on UltraFeedback (JSFT; JM-PR)
+    llama3_8b, mistral_7b        paper.py: the HH recipe on other 7-8B models
 
 On TPU slices, configs/pod.py puts the 7-8B presets on a mesh (docs/scale.md).
 """
@@ -31,7 +33,7 @@ _GET_CONFIG = {
     "tiny": tiny.get_config,
     "smollm2": smollm2.get_config,
     "smollm2_hh": smollm2_hh.get_config,
-    **{model: functools.partial(paper.get_config, model=model) for model in paper.MODELS},
+    **{model: functools.partial(paper.get_config, model=model) for model in paper.PRESETS},
 }
 PRESETS = tuple(_GET_CONFIG)
 
