@@ -135,12 +135,14 @@ def has_final(run_dir: str) -> bool:
 
 def save_final(run_dir: str, params: Any, meta: dict) -> None:
     """Full parameters for the next phase (meta.json is written last: its presence
-    marks a complete final checkpoint)."""
+    marks a complete final checkpoint). On a multi-process run every process takes part
+    in the Orbax save (each writes its shards) and process 0 alone writes meta.json."""
     path = _abspath(fs.join(run_dir, "final"))
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(fs.join(path, "params"), params, force=True)
     checkpointer.wait_until_finished()
-    fs.write_text(fs.join(path, "meta.json"), json.dumps(meta, indent=2))
+    if jax.process_index() == 0:
+        fs.write_text(fs.join(path, "meta.json"), json.dumps(meta, indent=2))
 
 
 def load_final(run_dir: str, abstract_params: Any) -> tuple[Any, dict]:
@@ -150,7 +152,18 @@ def load_final(run_dir: str, abstract_params: Any) -> tuple[Any, dict]:
             f"{run_dir}: no final checkpoint (final/meta.json): the phase that writes it has "
             f"not finished; rerun that phase's command to finish it, or point "
             f"config.model.source at a finished run")
-    params = ocp.StandardCheckpointer().restore(fs.join(path, "params"), abstract_params)
+    try:  # onto the shardings it was saved with (the same devices: a pod's next phase)
+        params = ocp.StandardCheckpointer().restore(fs.join(path, "params"), abstract_params)
+    except ValueError as err:  # Orbax's words for "saved on other devices"
+        if not any(w in str(err).lower() for w in ("topology", "devices used to save")):
+            raise
+        # Saved on other devices (e.g. by 2 processes, read by 1): whole arrays onto this
+        # process's first device; the phase then shards them on its own mesh.
+        local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        params = ocp.StandardCheckpointer().restore(
+            fs.join(path, "params"), jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=local),
+                abstract_params))
     return params, json.loads(fs.read_text(fs.join(path, "meta.json")))
 
 

@@ -62,12 +62,12 @@ def _setup_logging():
 
 
 def _maybe_initialize_distributed():
-    """Multi-host runs (TPU pod slices, multi-node GPU): SJJAX_DISTRIBUTED=1 makes every
-    host join one JAX runtime before anything touches a device (tpu_scripts/launch.sh
-    sets it). On Cloud TPU the coordinator is discovered automatically."""
-    if os.environ.get("SJJAX_DISTRIBUTED") == "1":
-        import jax
-        jax.distributed.initialize()
+    """Multi-process runs join one JAX runtime before anything touches a device:
+    SJJAX_DISTRIBUTED=1 on TPU pod slices (tpu_scripts/launch.sh sets it; the coordinator
+    is discovered automatically), or SJJAX_COORDINATOR_ADDRESS / SJJAX_NUM_PROCESSES /
+    SJJAX_PROCESS_ID anywhere (`python -m sjjax.launch_local`): see sjjax.distributed."""
+    from sjjax import distributed
+    distributed.initialize_from_env()
 
 
 # --------------------------------------------------------------------------
@@ -211,7 +211,6 @@ def _quiet_libraries(config) -> None:
 
 def _main(argv):
     _setup_logging()
-    _maybe_initialize_distributed()
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _CONFIG.value is None:
@@ -219,6 +218,7 @@ def _main(argv):
     from sjjax.errors import SjjaxError
     from sjjax.train.trainer import NonFiniteLossError, Preempted
     try:
+        _maybe_initialize_distributed()  # (its errors name the environment variable)
         config = _CONFIG.value
         check_writable(config)
         _quiet_libraries(config)
@@ -230,7 +230,12 @@ def _main(argv):
         if _debug():
             raise
         _fail(str(error))
-    except OSError as error:
+    except Exception as error:
+        from sjjax import distributed
+        # A multi-process run whose peer died: a line naming it and exit 3 (or return).
+        distributed.after_failed_collective(error)
+        if not isinstance(error, OSError):
+            raise
         # A path the user chose that cannot be written or read (permissions, a full
         # disk, a file where a directory should be); other OSErrors are bugs.
         if _debug() or error.errno not in _USER_ERRNOS or not error.filename:

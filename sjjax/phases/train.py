@@ -11,6 +11,9 @@ the DPO step.
 
 from __future__ import annotations
 
+import json
+import os
+
 import numpy as np
 
 from sjjax.config import ConfigError
@@ -31,6 +34,13 @@ def validate(config) -> None:
         raise ConfigError("config.train.loss_normalization: expected token or example")
     if config.phase == "dpo" and config.dpo.beta <= 0:
         raise ConfigError("config.dpo.beta: must be > 0")
+    import jax
+    if config.phase == "dpo" and jax.process_count() > 1:
+        # Each host's rows are its pairs' chosen then rejected rows; the step splits the
+        # *global* batch in halves, which would pair one host's rows with another's.
+        raise ConfigError(f"config.phase='dpo': offline DPO runs on one process only for "
+                          f"now (this run has {jax.process_count()}); self_judge and jsft "
+                          f"run on many (docs/multiprocess.md)")
 
 
 def micro_batches(batch: dict, accum: int, pairs: bool) -> dict:
@@ -47,6 +57,20 @@ def micro_batches(batch: dict, accum: int, pairs: bool) -> dict:
            if k in ("tokens", "mask", "loss_mask")}
     out["valid"] = (batch["kind"][:n] >= 0).reshape(accum, p)
     return out
+
+
+# A debugging aid (used by tests/phases/test_multiprocess.py): with SJJAX_EXAMPLE_LOG=PATH
+# every process appends {"step", "process", "index": the example indices of its rows,
+# -1 = padding} per step to PATH.p<process index>, to see which process used what.
+EXAMPLE_LOG = "SJJAX_EXAMPLE_LOG"
+
+
+def log_examples(path: str, step: int, index) -> None:
+    import jax
+    process = jax.process_index()
+    with open(f"{path}.p{process}", "a") as f:
+        f.write(json.dumps({"step": int(step), "process": process,
+                            "index": [int(i) for i in index]}) + "\n")
 
 
 class SupervisedTask:
@@ -74,7 +98,10 @@ class SupervisedTask:
         return (weights.frozen, weights.ref) if self.pairs else (weights.frozen,)
 
     def batch(self, step, state) -> trainer.StepBatch:
-        rows = micro_batches(next(self.stream), self.config.train.grad_accum, self.pairs)
+        batch = next(self.stream)
+        if EXAMPLE_LOG in os.environ:
+            log_examples(os.environ[EXAMPLE_LOG], step, batch["index"])
+        rows = micro_batches(batch, self.config.train.grad_accum, self.pairs)
         return trainer.StepBatch(rows, tokens=int(rows["mask"].sum()))
 
     def data_state(self) -> dict:
@@ -88,13 +115,26 @@ class SupervisedTask:
                 "example_stats": self.prepared.stats.get("examples", {})}
 
 
+def prepare_once(config, tokenizer) -> datasets.Prepared:
+    """The prepared dataset; on a multi-process run process 0 builds it while the others
+    wait, then they load it (with a host-local config.data.tfds_dir each builds its own
+    copy after the wait): TFDS builders writing one directory at once would collide."""
+    from sjjax import distributed
+    if not distributed.is_primary():
+        distributed.barrier("sjjax: data prepared")
+    prepared = datasets.prepare(config, tokenizer, config.phase)
+    if distributed.is_primary():
+        distributed.barrier("sjjax: data prepared")
+    return prepared
+
+
 def run(config):
     memory = PeakMemory()  # before any weights are loaded
     if config.phase == "jsft":
         add_self_sample_pairs(config)  # optional: judge data from a model's own samples
     policy = load_policy(config)
     tok = policy.tokenizer
-    prepared = datasets.prepare(config, tok, config.phase)
+    prepared = prepare_once(config, tok)
     stream = datasets.make_stream(config, prepared, tok.pad_token_id)
     total = int(config.train.steps or stream.total_steps or 0)
     if total <= 0:

@@ -12,8 +12,12 @@ from sjjax import sharding
 from sjjax.train.steps import TrainState
 
 
-def batch_to_device(batch: dict, mesh, rules) -> dict:
-    """numpy [A, b, ...] (this host's rows) -> global arrays sharded over data/fsdp on b."""
+def batch_to_device(batch: dict, mesh, rules, whole: bool = False) -> dict:
+    """numpy [A, b, ...] (this host's rows) -> global arrays sharded over data/fsdp on b.
+
+    whole=True: the arrays are the global batch itself, the same on every process
+    (self-judge builds its DPO rows from samples every process holds); each process then
+    puts on its devices the rows their shards cover, whatever the layout."""
     out = {}
     for name, value in batch.items():
         value = np.asarray(value)
@@ -21,6 +25,9 @@ def batch_to_device(batch: dict, mesh, rules) -> dict:
         spec_sharding = sharding.named_sharding(mesh, names, rules)
         if jax.process_count() == 1:
             out[name] = jax.device_put(value, spec_sharding)
+        elif whole:
+            out[name] = jax.make_array_from_callback(value.shape, spec_sharding,
+                                                     lambda index, v=value: v[index])
         else:
             out[name] = jax.make_array_from_process_local_data(spec_sharding, value)
     return out

@@ -59,11 +59,13 @@ class StepBatch:
     rows: host numpy arrays [A, b, ...] (A micro-batches of this host's b rows), or None
       when the step has nothing to learn from (the weights stay, the step advances);
     tokens: real (unpadded) tokens in the batch, for tokens/s;
-    metrics: the task's own per-step metrics (e.g. sampling and judging statistics).
+    metrics: the task's own per-step metrics (e.g. sampling and judging statistics);
+    whole: rows are the global batch, the same on every process (not this host's part).
     """
     rows: dict | None
     tokens: int = 0
     metrics: dict = dataclasses.field(default_factory=dict)
+    whole: bool = False
 
 
 class Task(Protocol):
@@ -136,7 +138,10 @@ def open_run(config, model_config, tokenizer, total_steps: int) -> RunContext:
 
 
 def write_run_files(config, model_config, tokenizer) -> None:
-    """run_dir/config.json (this config) and run_dir/model (architecture, tokenizer)."""
+    """run_dir/config.json (this config) and run_dir/model (architecture, tokenizer),
+    written by process 0 alone on a multi-process run."""
+    if jax.process_index() != 0:
+        return
     try:
         save_resolved(config, config.run_dir)
         save_model_spec(config.run_dir, model_config, tokenizer)
@@ -169,7 +174,8 @@ def train(config, policy, task: Task, total_steps: int, memory: PeakMemory) -> d
                          ctx.mesh, ctx.rules, memory)
 
     # ------------------------------------------------------------ the loop
-    progress = Progress(total_steps, ctx.start_step, task.name, config.log.progress)
+    progress = Progress(total_steps, ctx.start_step, task.name,
+                        config.log.progress and jax.process_index() == 0)
     stop = StopRequest()
     window = MetricWindow()
     last_saved = ctx.start_step or None
@@ -220,10 +226,11 @@ def train(config, policy, task: Task, total_steps: int, memory: PeakMemory) -> d
     ctx.metrics.close()
     ctx.checkpointer.close()
     export_if_asked(config, policy.model_config, final, policy.tokenizer)
-    print(summary_line(task.name, summary, ["steps", "loss", "sft_loss", "judge_loss",
-                                            "judge_accuracy", "oracle/sample_accuracy",
-                                            "oracle/judge_agreement", "tokens_per_s"]),
-          flush=True)
+    if jax.process_index() == 0:  # (one summary line for the run)
+        print(summary_line(task.name, summary, ["steps", "loss", "sft_loss", "judge_loss",
+                                                "judge_accuracy", "oracle/sample_accuracy",
+                                                "oracle/judge_agreement", "tokens_per_s"]),
+              flush=True)
     return summary
 
 
@@ -242,7 +249,7 @@ class CompiledSteps:
         return max((dict(s)["tokens"][-1] for s in self.compiled), default=0)
 
     def __call__(self, state: TrainState, made: StepBatch) -> tuple[TrainState, dict]:
-        rows = batch_to_device(made.rows, self.mesh, self.rules)
+        rows = batch_to_device(made.rows, self.mesh, self.rules, whole=made.whole)
         shapes = tuple((k, v.shape) for k, v in sorted(rows.items()))
         if shapes not in self.compiled:
             started = time.perf_counter()
@@ -263,6 +270,11 @@ def export_if_asked(config, model_config, params, tokenizer) -> str | None:
 
     from sjjax.model.hf_io import save_hf_dir
     path = os.path.join(config.run_dir, "hf")
+    if jax.process_count() > 1:  # every process holds only its shards: gather them all
+        from jax.experimental import multihost_utils
+        params = multihost_utils.process_allgather(params, tiled=True)
+        if jax.process_index() != 0:
+            return path
     save_hf_dir(path, model_config, jax.device_get(params), tokenizer)
     return path
 
