@@ -60,6 +60,7 @@ def run_one(args, judge: str, flip: float, seed: int, prompts, base_accuracy: fl
     from sjjax.phases import run_phase
     from sjjax.report import self_judge_summary
     name = f"{judge}{'_p' + str(flip) if judge == 'oracle_noisy' else ''}_seed{seed}"
+    name = f"{args.tag}_{name}" if args.tag else name
     c = presets.make("self_judge", args.preset)
     c.model.source = args.jsft
     c.run_dir = os.path.join(args.out, name)
@@ -69,6 +70,8 @@ def run_one(args, judge: str, flip: float, seed: int, prompts, base_accuracy: fl
     c.self_judge.steps = args.steps
     c.log.progress = False
     c.log.tensorboard = False
+    for key, value in args.set:
+        set_key(c, key, value)
     if not has_final(c.run_dir):
         run_phase(c)
     summary = self_judge_summary(read_metrics(c.run_dir, "self_judge"))
@@ -79,6 +82,26 @@ def run_one(args, judge: str, flip: float, seed: int, prompts, base_accuracy: fl
             "informative_pairs": summary["informative_pairs"],
             "greedy_before": base_accuracy, "greedy_after": after,
             "gain": after - base_accuracy}
+
+
+def set_key(config, key: str, text: str) -> None:
+    """config.<dotted key> = the value `text` spells (a Python literal, else a string)."""
+    import ast
+    node = config
+    *path, last = key.split(".")
+    for part in path:
+        node = node[part]
+    try:
+        node[last] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        node[last] = text
+
+
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"--set {text!r}: expected key=value")
+    return key, value
 
 
 def plot(rows, path: str) -> None:
@@ -115,20 +138,27 @@ def main(argv=None) -> dict:
     p.add_argument("--flips", type=float, nargs="*", default=[0.1, 0.2, 0.3, 0.4, 0.5])
     p.add_argument("--judges", nargs="+", default=["oracle", "oracle_noisy", "reference"])
     p.add_argument("--prompts", type=int, default=128, help="held-out prompts for greedy")
+    p.add_argument("--set", type=key_value, nargs="*", default=[], metavar="KEY=VALUE",
+                   help="self-judge config overrides, e.g. train.learning_rate=5e-4")
+    p.add_argument("--tag", default="", help="a prefix of the run names (for --set sweeps)")
     args = p.parse_args(argv)
     from sjjax import presets
     os.makedirs(args.out, exist_ok=True)
     config = presets.make("self_judge", args.preset)
     prompts = _prompts(config, args.prompts, 0)
     base = greedy_accuracy(config, args.jsft, prompts)
+    print(f"JSFT greedy oracle accuracy on {len(prompts)} held-out prompts: {base:.3f}",
+          flush=True)
     runs = [(j, f) for j in args.judges
             for f in (args.flips if j == "oracle_noisy" else [0.0])]
     rows = [run_one(args, j, f, s, prompts, base) for j, f in runs for s in args.seeds]
     result = {"jsft": args.jsft, "greedy_jsft": base, "steps": args.steps,
+              "overrides": dict(args.set),
               "prompts": len(prompts), "runs": rows}
-    with open(os.path.join(args.out, "oracle_controls.json"), "w") as f:
+    stem = f"oracle_controls{'_' + args.tag if args.tag else ''}"
+    with open(os.path.join(args.out, stem + ".json"), "w") as f:
         json.dump(result, f, indent=2)
-    plot(rows, os.path.join(args.out, "oracle_controls.png"))
+    plot(rows, os.path.join(args.out, stem + ".png"))
     for r in rows:
         print(f"{r['run']:28s} agreement {r['judge_agreement']} (best shortcut "
               f"{r['shortcut_agreement_best']}) greedy {r['greedy_before']:.3f} -> "

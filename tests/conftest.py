@@ -48,3 +48,18 @@ def smollm2_torch(smollm2_gguf):
         os.path.dirname(smollm2_gguf), gguf_file=os.path.basename(smollm2_gguf),
         dtype=torch.float32, local_files_only=True)
     return model.eval()
+
+
+# The slowest files first (measured on 2 cores, most first), so that under
+# `pytest -n 2 --dist loadfile` (the README's command) the small files fill the end
+# instead of one long file running alone.
+SLOW_FILES = ("phases/test_e2e_tiny.py", "test_notebook.py", "phases/test_resume.py",
+              "test_sharding.py", "phases/test_multiprocess.py", "phases/test_mesh_restore.py",
+              "test_cli_errors.py", "phases/test_failures.py", "test_install.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.path.relative_to(ROOT / "tests").as_posix()
+        return SLOW_FILES.index(path) if path in SLOW_FILES else len(SLOW_FILES)
+    items.sort(key=rank)  # stable: each file keeps its own order

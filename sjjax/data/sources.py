@@ -48,9 +48,12 @@ def filter_split(records: Records, split: str, fraction: float) -> Records:
 
 
 def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
-                   split: str | None = None) -> Records:
+                   split: str | None = None, wanted: Sequence[str] = KINDS) -> Records:
     """The synthetic suite as a source: SFT conversations (some wrong), labelled
-    pairs and prompts, each an independent draw ("stream") of the suite."""
+    pairs and prompts, each an independent draw ("stream") of the suite. Only the
+    `wanted` kinds are drawn (the others stay empty; a held-out draw of thousands of
+    SFT tasks costs minutes of rejection sampling), and each stream is the same either
+    way."""
     unknown = set(spec) - SYNTHETIC_OPTIONS - {"format"}
     if unknown:
         raise ConfigError(f"config.{key}: unknown option(s) {sorted(unknown)} for format "
@@ -69,9 +72,12 @@ def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
         return (synthetic.generate(seed, int(n), split, families, levels, stream=stream,
                                    directions=directions) if n else [])
 
-    sft = draw(spec.get("n_sft", 0), "sft")
-    pairs = draw(spec.get("n_pairs", 0), "pairs")
-    prompts = draw(spec.get("n_prompts", 0), "prompts")
+    def count(option, kind):
+        return spec.get(option, 0) if kind in wanted else 0
+
+    sft = draw(count("n_sft", "conversations"), "sft")
+    pairs = draw(count("n_pairs", "judgments"), "pairs")
+    prompts = draw(count("n_prompts", "prompts"), "prompts")
     stats = ReadStats(f"synthetic(seed={seed}, split={split})")
     out = Records(
         conversations=synthetic.sft_conversations(sft, float(spec.get("wrong_fraction", 0.0)),
@@ -82,11 +88,12 @@ def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
 
 
 def read_source(spec, on_bad_record: str = "raise", key: str = "data.sources[0]",
-                split: str | None = None) -> Records:
-    """One source entry -> Records, restricted to its split."""
+                split: str | None = None, wanted: Sequence[str] = KINDS) -> Records:
+    """One source entry -> Records, restricted to its split; `wanted`: the kinds the
+    caller uses (a hint: sources that can skip the others do)."""
     spec = spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
     if spec.get("format") == "synthetic":
-        return read_synthetic(spec, key, split)
+        return read_synthetic(spec, key, split, wanted)
     split = split or spec.pop("split", "all")
     spec.pop("split", None)
     fraction = float(spec.pop("heldout_fraction", 0.1))
@@ -107,18 +114,19 @@ def read_source(spec, on_bad_record: str = "raise", key: str = "data.sources[0]"
 
 
 def read_sources(specs: Sequence, on_bad_record: str = "raise",
-                 split: str | None = None) -> Records:
-    """All entries -> one Records bundle; `split` overrides every entry's own split."""
+                 split: str | None = None, wanted: Sequence[str] = KINDS) -> Records:
+    """All entries -> one Records bundle; `split` overrides every entry's own split;
+    `wanted`: the kinds the caller uses (see read_source)."""
     out = Records()
     for i, spec in enumerate(specs):
-        out.extend(read_source(spec, on_bad_record, f"data.sources[{i}]", split))
+        out.extend(read_source(spec, on_bad_record, f"data.sources[{i}]", split, wanted))
     return out
 
 
 def load_prompts(config, split: str = "train"):
     """Prompts for sampling (self-training, tournaments, evaluation)."""
     specs = config.data.get("prompt_sources") or config.data.sources
-    prompts = read_sources(specs, config.data.on_bad_record, split).prompts
+    prompts = read_sources(specs, config.data.on_bad_record, split, ("prompts",)).prompts
     if not prompts:
         raise ConfigError(f"config.data.prompt_sources: no {split} prompts (synthetic sources "
                           f"need n_prompts > 0)")

@@ -63,7 +63,8 @@ def _sample(items, n: int, seed: int):
 
 def _heldout(config):
     """Held-out prompts and labelled pairs from the config's sources."""
-    records = read_sources(config.data.sources, config.data.on_bad_record, split="heldout")
+    records = read_sources(config.data.sources, config.data.on_bad_record, split="heldout",
+                           wanted=("prompts", "judgments"))
     ev = config.evaluate
     return (_sample(records.prompts, ev.num_prompts, config.seed),
             _sample(records.judgments, ev.num_pairs, config.seed + 1))

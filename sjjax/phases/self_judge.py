@@ -35,6 +35,7 @@ import time
 import jax
 import numpy as np
 
+from sjjax import sharding
 from sjjax.config import ConfigError
 from sjjax.data.sources import load_oracle, load_prompts
 from sjjax.data.templates import JudgePromptBuilder
@@ -153,6 +154,29 @@ def dpo_rows(prompt_ids, chosen, rejected, valid, pad_id: int, accum: int, multi
             "valid": np.asarray(valid, bool).reshape(accum, p)}
 
 
+def preference_rows(valid, multiple: int) -> tuple[np.ndarray, np.ndarray]:
+    """valid [n] -> (pair indices [m], their validity [m]): the valid pairs, then copies
+    of the first pair marked invalid up to m = the next power of two >= their count,
+    rounded up to a multiple of `multiple` (micro-batches x processes) and at most the
+    same for n. With no valid pair, the first `multiple` pairs, all invalid."""
+    valid = np.asarray(valid, bool)
+    keep = np.flatnonzero(valid)
+    n = len(valid)
+    round_up = lambda x: -(-x // multiple) * multiple  # noqa: E731
+    m = min(round_up(1 << max(len(keep) - 1, 0).bit_length()), round_up(n))
+    pad = np.zeros(m - len(keep), np.int64)
+    return (np.concatenate([keep, pad]).astype(np.int64),
+            np.concatenate([np.ones(len(keep), bool), np.zeros(len(pad), bool)]))
+
+
+def batch_devices(mesh, rules) -> int:
+    """How many ways the mesh splits a batch (the devices of its "batch" axes)."""
+    spec = sharding.named_sharding(mesh, ("batch",), sharding.normalize_rules(rules)).spec
+    axes = spec[0] if spec and spec[0] is not None else ()
+    axes = (axes,) if isinstance(axes, str) else tuple(axes)
+    return int(np.prod([mesh.shape[a] for a in axes], dtype=np.int64))
+
+
 def close_truncated(responses, eos_ids, eos_id: int) -> list:
     """Responses cut at max_new_tokens (not ending in an EOS id) with `eos_id` appended,
     as the official code appends the EOS token to every DPO response."""
@@ -191,6 +215,8 @@ class SelfJudgeTask:
     def setup(self, weights) -> None:
         c, tok = self.config, self.policy.tokenizer
         self.weights = weights
+        self.batch_devices = batch_devices(jax.tree.leaves(weights.base)[0].sharding.mesh,
+                                           c.mesh.rules)
         # All the step's prompts in one sampler call (on the policy's graph, adapters on).
         self.responder = Responder.from_config(self.policy, c.sampling,
                                                graphdef=weights.graphdef, batched=False)
@@ -255,8 +281,12 @@ class SelfJudgeTask:
             valid = ~identical
         chosen = [responses[2 * k + (0 if win else 1)] for k, win in enumerate(a_wins)]
         rejected = [responses[2 * k + (1 if win else 0)] for k, win in enumerate(a_wins)]
-        rows = dpo_rows([self.prompt_ids[i] for i in idx], chosen, rejected, valid,
-                        tok.pad_token_id, c.train.grad_accum, c.data.length_bucket)
+        # Only the pairs with a preference go into the DPO rows (the others would add
+        # nothing to the loss); their count is padded to a few shapes (one compile each).
+        keep, keep_valid = preference_rows(valid, c.train.grad_accum * self.batch_devices)
+        rows = dpo_rows([self.prompt_ids[idx[k]] for k in keep], [chosen[k] for k in keep],
+                        [rejected[k] for k in keep], keep_valid, tok.pad_token_id,
+                        c.train.grad_accum, c.data.length_bucket)
         metrics = {
             "pairs/identical": float(identical.mean()),
             # over distinct pairs: identical responses are judged the same in both orders
@@ -282,8 +312,11 @@ class SelfJudgeTask:
             if sj.judge == "oracle_noisy":
                 metrics["oracle/flipped"] = (float(flipped[valid].mean()) if valid.any()
                                              else float("nan"))
-        return StepBatch(rows if valid.any() else None,
-                         tokens=int(rows["mask"].sum()), metrics=metrics)
+        # Every process made the same rows (same prompts, keys and weights): the global
+        # batch, not a host's part of it (whole=True).
+        tokens = int(rows["mask"][rows["valid"].repeat(2, axis=-1)].sum())  # padding excluded
+        return StepBatch(rows if valid.any() else None, tokens=tokens, metrics=metrics,
+                         whole=True)
 
     def data_state(self):
         return None  # the prompts of a step are a pure function of the step

@@ -336,3 +336,17 @@ def test_shortcut_proof_wrong_answers_are_of_every_kind():
     for prefix in ("inside_above", "inside_below", "absent_+", "absent_-", "hedge",
                    "inserted", "dropped", "adjacent_swap"):
         assert any(k.startswith(prefix) for k in kinds), prefix
+
+
+def test_reading_only_the_wanted_kinds_draws_the_same_records():
+    """Skipping a stream (e.g. the held-out SFT draw evaluation never uses) leaves the
+    other streams as they are."""
+    from sjjax.data.sources import read_sources
+    spec = [dict(format="synthetic", seed=3, n_sft=30, n_pairs=12, n_prompts=8,
+                 families=["compare", "sort"], levels=[1, 2])]
+    every = read_sources(spec, split="heldout")
+    some = read_sources(spec, split="heldout", wanted=("prompts", "judgments"))
+    assert some.conversations == [] and len(every.conversations) == 4 * 30
+    assert [p.messages for p in some.prompts] == [p.messages for p in every.prompts]
+    assert ([(j.context, j.chosen, j.rejected) for j in some.judgments]
+            == [(j.context, j.chosen, j.rejected) for j in every.judgments])

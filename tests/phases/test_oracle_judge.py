@@ -91,3 +91,33 @@ def test_a_tiny_self_judge_run_with_the_oracle_judge(tmp_path, monkeypatch):
                 ("longer", "first_shown", "larger_number", "increasing_list",
                  "reuses_question_numbers")} <= set(r)
         assert math.isfinite(r["loss"])
+
+
+@pytest.mark.parametrize("valid,multiple,expected_keep,expected_valid", [
+    ([0, 1, 1, 0, 1], 1, [1, 2, 4, 0], [1, 1, 1, 0]),     # 3 valid -> 4 rows
+    ([1] * 5 + [0] * 27, 1, [0, 1, 2, 3, 4, 0, 0, 0], [1] * 5 + [0] * 3),
+    ([1] * 8, 1, list(range(8)), [1] * 8),                  # all valid: unchanged
+    ([0] * 8, 2, [0, 0], [0, 0]),                           # none valid: one padded micro
+    ([1] + [0] * 9, 4, [0, 0, 0, 0], [1, 0, 0, 0]),         # a multiple of micro x devices
+])
+def test_only_pairs_with_a_preference_become_dpo_rows(valid, multiple, expected_keep,
+                                                      expected_valid):
+    keep, keep_valid = self_judge.preference_rows(np.array(valid, bool), multiple)
+    assert keep.tolist() == expected_keep
+    assert keep_valid.tolist() == [bool(v) for v in expected_valid]
+
+
+def test_dropping_pairs_without_a_preference_leaves_the_dpo_loss_unchanged():
+    """The loss and its statistics over (all pairs, mask) equal those over the kept
+    rows: pairs without a preference contribute nothing either way."""
+    import jax.numpy as jnp
+    from sjjax.losses import dpo_loss
+    rng = np.random.default_rng(0)
+    pc, pr, rc, rr = (jnp.asarray(rng.normal(size=12)) for _ in range(4))
+    valid = np.array([0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1, 0], bool)
+    keep, kv = self_judge.preference_rows(valid, 1)
+    full = dpo_loss(pc, pr, rc, rr, 0.1, valid=jnp.asarray(valid))
+    kept = dpo_loss(pc[keep], pr[keep], rc[keep], rr[keep], 0.1, valid=jnp.asarray(kv))
+    np.testing.assert_allclose(float(full.loss), float(kept.loss), rtol=1e-6)
+    for k in full.metrics:
+        np.testing.assert_allclose(float(full.metrics[k]), float(kept.metrics[k]), rtol=1e-6)
