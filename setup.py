@@ -36,8 +36,9 @@ setup(
         # torch==2.13.0 is a CPU wheel on this project's machines; an unpinned torch would
         # pull a multi-GB CUDA build. accelerate: transformers' own GGUF loaders, which
         # the tests compare sjjax with.
-        # pytest-xdist: the README's test command runs two workers (one per core here).
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "torch==2.13.0", "accelerate>=1.0", "nbclient>=0.10",
+        # pytest-xdist: the README's test command runs two workers (one per core here);
+        # 3.7 has --no-loadscope-reorder (files in collection order: tests/conftest.py).
+        "test": ["pytest>=8", "pytest-xdist>=3.7", "torch==2.13.0", "accelerate>=1.0", "nbclient>=0.10",
                  "nbformat>=5.9", "ipykernel>=6.29"],
         "bench": ["torch==2.13.0"],
         "tpu": ["jax[tpu]", "gcsfs"],  # gcsfs: gs:// run dirs for the small files

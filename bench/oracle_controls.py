@@ -32,10 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def _prompts(config, n: int, seed: int):
     from sjjax.data.sources import load_prompts
     from sjjax.evaluation import stratified_prompts
-    c = config.copy_and_resolve_references()
-    c.data.sources = tuple(dict(s.to_dict() if hasattr(s, "to_dict") else s, n_sft=0, n_pairs=0)
-                           for s in c.data.sources)
-    return stratified_prompts(load_prompts(c, split="heldout"), n, seed)
+    return stratified_prompts(load_prompts(config, split="heldout"), n, seed)
 
 
 def greedy_accuracy(config, source: str, prompts) -> float:

@@ -261,11 +261,11 @@ class Judge:
             probs.append(self.probs(params, lora, batch, use_lora)[:len(chunk) * p])
         out = (np.concatenate(probs) if probs else np.zeros((0, 2, 3))).reshape(-1, p, 2, 3)
         order_probs, token_probs = out[..., 0], out[..., 1:]
-        score_a, score_b = principle_scores(order_probs, token_probs, self.rules.score)
-        a_wins, tie = vote(score_a, score_b, self.rules)
-        consistent = (order_probs[..., 0] > 0.5) == (order_probs[..., 1] < 0.5)
-        return Judgement(order_probs, score_a, score_a.mean(axis=1), a_wins, consistent,
-                         int(tie.sum()), trimmed, token_probs, score_b)
+        score_a, mean, a_wins, consistent, ties = aggregate(order_probs, token_probs,
+                                                            self.rules)
+        score_b = principle_scores(order_probs, token_probs, self.rules.score)[1]
+        return Judgement(order_probs, score_a, mean, a_wins, consistent, ties, trimmed,
+                         token_probs, score_b)
 
     def compiled_count(self) -> int:
         return self._fn._cache_size()

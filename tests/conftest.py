@@ -50,9 +50,11 @@ def smollm2_torch(smollm2_gguf):
     return model.eval()
 
 
-# The slowest files first (measured on 2 cores, most first), so that under
-# `pytest -n 2 --dist loadfile` (the README's command) the small files fill the end
-# instead of one long file running alone.
+# The slowest files first (measured on 2 cores, most first), so that under the README's
+# `pytest -n 2 --dist loadfile --no-loadscope-reorder` the two longest files start at once
+# on the two workers and the small ones fill the end. (Without --no-loadscope-reorder
+# xdist sends the files with the most tests first, which left the two longest, two tests
+# each, to run one after the other on one worker.)
 SLOW_FILES = ("phases/test_e2e_tiny.py", "test_notebook.py", "phases/test_resume.py",
               "test_sharding.py", "phases/test_multiprocess.py", "phases/test_mesh_restore.py",
               "test_cli_errors.py", "phases/test_failures.py", "test_install.py")

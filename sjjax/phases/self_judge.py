@@ -314,7 +314,8 @@ class SelfJudgeTask:
                                              else float("nan"))
         # Every process made the same rows (same prompts, keys and weights): the global
         # batch, not a host's part of it (whole=True).
-        tokens = int(rows["mask"][rows["valid"].repeat(2, axis=-1)].sum())  # padding excluded
+        # real tokens: the rows of valid pairs (chosen rows, then rejected rows)
+        tokens = int(rows["mask"][np.concatenate([rows["valid"]] * 2, axis=-1)].sum())
         return StepBatch(rows if valid.any() else None, tokens=tokens, metrics=metrics,
                          whole=True)
 
