@@ -7,7 +7,7 @@ two judge tokens. sjjax: one jitted forward per batch that computes the prefix b
 orders share once (KV cache) and only the last position's logits. Both must give the
 same probabilities (checked here to 1e-4).
 
-    python bench/bench_judge.py [--pairs 8 --repeats 3]
+    python bench/bench_judge.py [--pairs 8 --repeats 3 --attention auto]
 
 Prints the ratio and each side's share of the FLOP bound (matmul FLOPs of the tokens
 it had to process / peak matmul FLOP/s measured in the same run).
@@ -29,6 +29,7 @@ from bench.common import (forward_flops_per_token, hardware_bounds, load_torch_s
 from sjjax.data.templates import (JudgePromptBuilder, default_judge_templates,  # noqa: E402
                                   validate_judge_templates)
 from sjjax.judge import Judge  # noqa: E402
+from sjjax.model.attention import IMPLEMENTATIONS as ATTENTION_IMPLEMENTATIONS  # noqa: E402
 from sjjax.model.loading import build_model, load_pretrained  # noqa: E402
 from sjjax.model.transformer import split_params  # noqa: E402
 from sjjax.sampling import left_pad  # noqa: E402
@@ -54,11 +55,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--attention", default="auto", choices=ATTENTION_IMPLEMENTATIONS,
+                        help="model.attention (float32 here: auto resolves to xla)")
     parser.add_argument("--json")
     args = parser.parse_args()
     set_threads()
     match_precision("float32")
-    cfg, params, tok = load_pretrained(smollm2_path())
+    print(f"attention {args.attention}")
+    cfg, params, tok = load_pretrained(smollm2_path(), attention=args.attention)
     builder = JudgePromptBuilder(tok, validate_judge_templates(default_judge_templates(),
                                                                ["helpfulness"]))
     pairs = select_pairs(builder, args.pairs)

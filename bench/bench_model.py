@@ -23,6 +23,7 @@ from bench.common import (add_dtype_argument, forward_flops_per_token, hardware_
                           load_torch_smollm2, match_precision, set_threads, smollm2_path,
                           timeit, torch_device, torch_sync)
 from sjjax.losses import masked_cross_entropy  # noqa: E402
+from sjjax.model.attention import IMPLEMENTATIONS as ATTENTION_IMPLEMENTATIONS  # noqa: E402
 from sjjax.model.loading import build_model, load_pretrained  # noqa: E402
 from sjjax.model.transformer import merge_params, split_params  # noqa: E402
 
@@ -33,6 +34,8 @@ def main():
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="write results here")
+    parser.add_argument("--attention", default="auto", choices=ATTENTION_IMPLEMENTATIONS,
+                        help="model.attention (auto: cuDNN on a GPU in bf16, else XLA)")
     add_dtype_argument(parser)
     args = parser.parse_args()
     set_threads()
@@ -41,7 +44,7 @@ def main():
     tokens_per_call = b * t
 
     cfg, params, _ = load_pretrained(smollm2_path(), with_tokenizer=False, dtype=args.dtype,
-                                param_dtype=args.dtype)
+                                     param_dtype=args.dtype, attention=args.attention)
     graphdef, params, _ = split_params(build_model(cfg, params))
     rng = np.random.default_rng(0)
     tokens = jnp.asarray(rng.integers(0, cfg.vocab_size, (b, t)), jnp.int32)
@@ -79,7 +82,8 @@ def main():
     results["torch_train_s"] = timeit(torch_train, repeats=args.repeats)
     bounds = hardware_bounds(args.dtype)
     flops_tok = forward_flops_per_token(cfg, t / 2)
-    print(f"SmolLM2-135M {args.dtype}, batch {b} x {t}, {bounds['hardware']}; "
+    print(f"SmolLM2-135M {args.dtype}, attention {args.attention}, batch {b} x {t}, "
+          f"{bounds['hardware']}; "
           f"matmul peak {bounds['flops_per_s'] / 1e9:.0f} GFLOP/s")
     for name, mult in (("forward", 1), ("train", 3)):
         ours = tokens_per_call / results[f"sjjax_{name}_s"]
@@ -90,7 +94,7 @@ def main():
               f"ratio {ours / peer:5.2f}x | sjjax at {share:.0%} of the FLOP bound")
         results[f"{name}_ratio"] = ours / peer
         results[f"{name}_sjjax_tok_s"], results[f"{name}_torch_tok_s"] = ours, peer
-    results.update(bounds, dtype=args.dtype, batch=b, length=t)
+    results.update(bounds, dtype=args.dtype, batch=b, length=t, attention=args.attention)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -6,10 +6,10 @@ measures for each run
 - the judge's agreement with the oracle on the policy's own informative pairs (pooled
   over the run's steps, as the report does), beside the best question-blind rule's on
   the same pairs;
-- the policy's greedy oracle accuracy on held-out prompts before (the JSFT model) and
-  after, and the gain.
-Writes OUT/oracle_controls.json and OUT/oracle_controls.png (greedy-accuracy gain against
-judge agreement: one point per run, the reference judge's runs marked apart).
+- the policy's oracle accuracy on held-out prompts before (the JSFT model) and after,
+  greedy and sampled (4 replies each at the preset's sampling settings), and the gains.
+Writes OUT/oracle_controls.json and OUT/oracle_controls.png (greedy- and sampled-accuracy
+gain against judge agreement: one point per run, the reference judge's runs marked apart).
 
     python bench/oracle_controls.py --jsft runs/tiny/jsft --out runs/tiny/controls \\
         --seeds 0 1 2 --steps 40 --flips 0.1 0.2 0.3 0.4 0.5 --prompts 128
@@ -35,22 +35,31 @@ def _prompts(config, n: int, seed: int):
     return stratified_prompts(load_prompts(config, split="heldout"), n, seed)
 
 
-def greedy_accuracy(config, source: str, prompts) -> float:
+SAMPLES = 4  # sampled replies per held-out prompt (the preset's sampling settings)
+
+
+def policy_accuracy(config, source: str, prompts) -> dict:
+    """Oracle accuracy of the policy at `source` on `prompts`: greedy and sampled
+    (SAMPLES replies each), overall and per family:level."""
     import jax
     from sjjax.data.sources import load_oracle
-    from sjjax.evaluation import greedy_quality
+    from sjjax.evaluation import greedy_quality, sampled_quality
     from sjjax.generation import Responder
-    from sjjax.phases.common import load_policy
+    from sjjax.phases.common import load_policy, sampling_params
     c = config.copy_and_resolve_references()
     c.model.source = source
     policy = load_policy(c)
     responder = Responder.from_config(policy, c.sampling)
-    out = greedy_quality(responder, prompts, jax.random.key(0), load_oracle(c),
-                         policy_params=policy.params, policy_lora=policy.lora)
-    return out["oracle_accuracy"]
+    weights = dict(policy_params=policy.params, policy_lora=policy.lora)
+    greedy = greedy_quality(responder, prompts, jax.random.key(0), load_oracle(c), **weights)
+    sampled = sampled_quality(responder, prompts, jax.random.key(1), load_oracle(c),
+                              sampling_params(c.sampling), SAMPLES, **weights)
+    return {"greedy": greedy["oracle_accuracy"], "sampled": sampled["oracle_accuracy"],
+            "greedy_by_stratum": greedy.get("oracle_accuracy_by_stratum"),
+            "sampled_by_stratum": sampled.get("oracle_accuracy_by_stratum")}
 
 
-def run_one(args, judge: str, flip: float, seed: int, prompts, base_accuracy: float) -> dict:
+def run_one(args, judge: str, flip: float, seed: int, prompts, base: dict) -> dict:
     from sjjax import presets
     from sjjax.checkpoint import has_final
     from sjjax.metrics import read_metrics
@@ -72,13 +81,18 @@ def run_one(args, judge: str, flip: float, seed: int, prompts, base_accuracy: fl
     if not has_final(c.run_dir):
         run_phase(c)
     summary = self_judge_summary(read_metrics(c.run_dir, "self_judge"))
-    after = greedy_accuracy(c, c.run_dir, prompts)
+    # Measured at the preset's settings (sampling included), whatever the run overrode.
+    after = policy_accuracy(presets.make("self_judge", args.preset), c.run_dir, prompts)
     return {"run": name, "judge": judge, "flip": flip, "seed": seed,
             "judge_agreement": summary["judge_agreement"],
             "shortcut_agreement_best": summary["shortcut_agreement_best"],
             "informative_pairs": summary["informative_pairs"],
-            "greedy_before": base_accuracy, "greedy_after": after,
-            "gain": after - base_accuracy}
+            "greedy_before": base["greedy"], "greedy_after": after["greedy"],
+            "gain": after["greedy"] - base["greedy"],
+            "sampled_before": base["sampled"], "sampled_after": after["sampled"],
+            "sampled_gain": after["sampled"] - base["sampled"],
+            "greedy_by_stratum": after["greedy_by_stratum"],
+            "sampled_by_stratum": after["sampled_by_stratum"]}
 
 
 def set_key(config, key: str, text: str) -> None:
@@ -102,24 +116,27 @@ def key_value(text: str) -> tuple[str, str]:
 
 
 def plot(rows, path: str) -> None:
+    """Two panels, greedy and sampled accuracy gain against the judge's agreement with the
+    oracle on the policy's own informative pairs: one point per run."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for judge, marker in (("oracle", "o"), ("oracle_noisy", "o"), ("reference", "*")):
-        pts = [(r["judge_agreement"], r["gain"]) for r in rows if r["judge"] == judge
-               and r["judge_agreement"] is not None and math.isfinite(r["judge_agreement"])]
-        if pts:
-            ax.scatter(*zip(*pts), marker=marker, s=80 if marker == "*" else 30,
-                       label="self-judge (reference)" if judge == "reference" else
-                       "oracle controls" if judge == "oracle" else None,
-                       color="C1" if judge == "reference" else "C0")
-    ax.axhline(0, color="gray", lw=0.5)
-    ax.axvline(0.5, color="gray", lw=0.5, ls=":")
-    ax.set_xlabel("judge agreement with the oracle (own informative pairs)")
-    ax.set_ylabel("greedy oracle accuracy gain")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, gain, label in ((axes[0], "gain", "greedy"), (axes[1], "sampled_gain", "sampled")):
+        for judge, marker in (("oracle", "o"), ("oracle_noisy", "o"), ("reference", "*")):
+            pts = [(r["judge_agreement"], r[gain]) for r in rows if r["judge"] == judge
+                   and r["judge_agreement"] is not None and math.isfinite(r["judge_agreement"])]
+            if pts:
+                ax.scatter(*zip(*pts), marker=marker, s=80 if marker == "*" else 30,
+                           label="self-judge (reference)" if judge == "reference" else
+                           "oracle controls" if judge == "oracle" else None,
+                           color="C1" if judge == "reference" else "C0")
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.axvline(0.5, color="gray", lw=0.5, ls=":")
+        ax.set_xlabel("judge agreement with the oracle (own informative pairs)")
+        ax.set_ylabel(f"{label} oracle accuracy gain (held-out)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -143,13 +160,14 @@ def main(argv=None) -> dict:
     os.makedirs(args.out, exist_ok=True)
     config = presets.make("self_judge", args.preset)
     prompts = _prompts(config, args.prompts, 0)
-    base = greedy_accuracy(config, args.jsft, prompts)
-    print(f"JSFT greedy oracle accuracy on {len(prompts)} held-out prompts: {base:.3f}",
-          flush=True)
+    base = policy_accuracy(config, args.jsft, prompts)
+    print(f"JSFT oracle accuracy on {len(prompts)} held-out prompts: greedy "
+          f"{base['greedy']:.3f}, sampled {base['sampled']:.3f} ({SAMPLES} each)", flush=True)
     runs = [(j, f) for j in args.judges
             for f in (args.flips if j == "oracle_noisy" else [0.0])]
     rows = [run_one(args, j, f, s, prompts, base) for j, f in runs for s in args.seeds]
-    result = {"jsft": args.jsft, "greedy_jsft": base, "steps": args.steps,
+    result = {"jsft": args.jsft, "greedy_jsft": base["greedy"],
+              "sampled_jsft": base["sampled"], "jsft_by_stratum": base, "steps": args.steps,
               "overrides": dict(args.set),
               "prompts": len(prompts), "runs": rows}
     stem = f"oracle_controls{'_' + args.tag if args.tag else ''}"
@@ -159,7 +177,8 @@ def main(argv=None) -> dict:
     for r in rows:
         print(f"{r['run']:28s} agreement {r['judge_agreement']} (best shortcut "
               f"{r['shortcut_agreement_best']}) greedy {r['greedy_before']:.3f} -> "
-              f"{r['greedy_after']:.3f}", flush=True)
+              f"{r['greedy_after']:.3f}, sampled {r['sampled_before']:.3f} -> "
+              f"{r['sampled_after']:.3f}", flush=True)
     return result
 
 

@@ -195,7 +195,7 @@ def abstract_like(tree: Any, shardings: Any = None) -> Any:
 # keys of DRIFT_APPLIED, which change how the run computes or reads, not what.
 DRIFT_REFUSED = ("phase", "seed", "model", "lora", "data", "judge.tokens",
                  "judge.templates", "judge.principles", "self_samples")
-DRIFT_APPLIED = ("model.dtype", "model.remat", "data.tfds_dir", "data.num_threads",
+DRIFT_APPLIED = ("model.dtype", "model.remat", "model.attention", "data.tfds_dir", "data.num_threads",
                  "data.prefetch",
                  "data.num_epochs")  # more passes: each epoch's order does not depend on it
 DRIFT_IGNORED = ("run_dir",)  # the same directory, perhaps spelt another way

@@ -20,6 +20,7 @@ from sjjax.data import readers
 from sjjax.data.batching import DEFAULT_BUCKETS
 from sjjax.data.templates import default_judge_templates, validate_judge_templates
 from sjjax.errors import ConfigError  # noqa: F401  (re-exported)
+from sjjax.model.config import ATTENTION_IMPLEMENTATIONS
 
 
 def base_config(phase: str) -> ml_collections.ConfigDict:
@@ -37,6 +38,9 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         dtype="float32",             # compute dtype: bfloat16 on accelerators
         param_dtype="float32",       # stored parameters (and optimizer state)
         remat="none",                # activation rematerialisation: none | full | dots
+        # auto (cuDNN flash on GPU, splash on a one-device TPU, else XLA) | xla | cudnn |
+        # splash: see sjjax.model.attention
+        attention="auto",
         # Jinja chat template replacing the tokenizer's ("" = the tokenizer's own): for a
         # base model without one (Llama-2-7B), e.g. sjjax.presets.paper.OFFICIAL_CHAT_TEMPLATE
         chat_template="",
@@ -132,6 +136,9 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         grad_accum=1,                # micro-batches per optimizer step
         loss_normalization="token",  # token | example
         judge_loss_weight=1.0,       # weight of judgment examples in the JSFT loss
+        # Sequence positions per chunk of the JSFT/DPO loss's logits (0 = unchunked): the
+        # [b, T, V] float32 logits are never held whole; same values and gradients.
+        loss_chunk=512,
     ))
     c.dpo = ml_collections.ConfigDict(dict(
         beta=0.1,                    # strength of the KL-like regulariser
@@ -179,6 +186,7 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
     c.evaluate = ml_collections.ConfigDict(dict(
         judge_source="",             # "" = the evaluated model judges (self-judgment)
         num_prompts=128,             # held-out prompts for oracle accuracy
+        samples_per_prompt=4,        # also sampled replies per prompt (config.sampling); 0 = none
         num_pairs=256,               # held-out labelled pairs for judge accuracy
         tournament_sizes=(1, 2, 4, 8, 16),  # N of the tournament sweep; () = none
         tournament_prompts=64,       # prompts of the tournament sweep
@@ -235,6 +243,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
                  f"{c.model.param_dtype!r} not in {_DTYPES}")
         _require(c.model.remat in ("none", "full", "dots"), "model.remat",
                  f"{c.model.remat!r} not in (none, full, dots)")
+        _require(c.model.get("attention", "auto") in ATTENTION_IMPLEMENTATIONS,
+                 "model.attention", f"{c.model.get('attention')!r} not in "
+                 f"{ATTENTION_IMPLEMENTATIONS}")
         _require(bool(c.model.source), "model.source", "empty")
         _require(c.model.get("add_bos", "never") in ("never", "tokenizer"), "model.add_bos",
                  f"{c.model.get('add_bos')!r} not in (never, tokenizer)")
@@ -245,6 +256,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
         from sjjax.model.transformer import PROJECTION_AXES
         bad = [t for t in c.lora.targets if t not in PROJECTION_AXES or t == "lm_head"]
         _require(not bad, "lora.targets", f"unknown projections {bad}")
+    if "train" in c:
+        chunk = c.train.get("loss_chunk", 0)
+        _require(isinstance(chunk, int) and chunk >= 0, "train.loss_chunk",
+                 f"{chunk!r}: must be an int >= 0 (0 = unchunked)")
     if "mesh" in c:
         _require(len(c.mesh.shape) == len(c.mesh.axes), "mesh.shape",
                  f"{tuple(c.mesh.shape)} does not match axes {tuple(c.mesh.axes)}")

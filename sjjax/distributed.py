@@ -25,7 +25,7 @@ watchdog's verdict, `after_failed_collective`). Two detectors end them:
   coordinator becoming unreachable) makes this process print one line naming the lost
   process, `sjjax: error: process 1 of 2 is lost ...`, and exit with status 3;
 - JAX's coordination service, the backstop (e.g. for a process wedged while holding the
-  GIL), with a heartbeat timeout of twice that: it aborts the survivors with its own
+  GIL), with a heartbeat timeout of three times that: it aborts the survivors with its own
   message ("The following tasks are unhealthy (stopped sending heartbeats): 1").
 JAX's defaults (100 s, 300 s, 300 s) would leave the survivors of a crash idle for
 minutes; the values are set explicitly here so the bound is known (docs/multiprocess.md).
@@ -127,8 +127,11 @@ def initialize(settings: Settings) -> None:
         coordinator_address=settings.coordinator_address,
         num_processes=settings.num_processes, process_id=settings.process_id,
         initialization_timeout=settings.init_timeout_s,
-        # the backstop: PeerWatchdog reports a lost process first, naming it
-        heartbeat_timeout_seconds=2 * settings.heartbeat_timeout_s,
+        # The backstop: PeerWatchdog reports a lost process first, naming it. 3x, not
+        # 2x: the service counts from the peer's last heartbeat, which may be well before
+        # its death (measured: with 2x it aborted the survivor ~10 s after a kill, racing
+        # the watchdog's verdict at 10 s).
+        heartbeat_timeout_seconds=3 * settings.heartbeat_timeout_s,
         shutdown_timeout_seconds=settings.shutdown_timeout_s)
     log.info("process %d of %d joined %s (%d local of %d devices; heartbeat timeout %d s)",
              jax.process_index(), jax.process_count(),

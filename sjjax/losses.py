@@ -2,11 +2,16 @@
 
 Alignment convention (shared with the data pipeline): `loss_mask[b, i]` True means
 token i of row b is a target, predicted from the logits at position i - 1.
+
+The token log-probs come either from logits [B, T, V] (`token_logprobs`) or, in the
+train steps, from the final hidden states [B, T, d] and the output projection
+(`chunked_token_logprobs`), which never holds the [B, T, V] float32 logits whole; the
+reductions (`*_from_logprobs`) are shared by both.
 """
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,13 +23,50 @@ def token_logprobs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
     logits [B, T, V] (any float dtype; computed in float32), tokens [B, T] ->
     [B, T] float32 with position 0 set to 0 (nothing predicts the first token).
     """
-    logits = logits[:, :-1].astype(jnp.float32)
-    targets = tokens[:, 1:]
-    # log_softmax at the target = logit_target - logsumexp: never materialises
-    # the full [B, T, V] log-probability tensor beyond the logits themselves.
+    return jnp.pad(_target_logprobs(logits[:, :-1], tokens[:, 1:]), ((0, 0), (1, 0)))
+
+
+def _target_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """log_softmax(logits)[..., target] as logit_target - logsumexp, in float32: never
+    materialises the [..., V] log-probability tensor beyond the logits themselves."""
+    logits = logits.astype(jnp.float32)
     target_logits = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-    logp = target_logits - jax.nn.logsumexp(logits, axis=-1)
-    return jnp.pad(logp, ((0, 0), (1, 0)))
+    return target_logits - jax.nn.logsumexp(logits, axis=-1)
+
+
+def chunked_token_logprobs(hidden: jax.Array, tokens: jax.Array,
+                           project: Callable[[jax.Array], jax.Array], chunk: int) -> jax.Array:
+    """`token_logprobs(project(hidden), tokens)` computed `chunk` positions at a time.
+
+    hidden [B, T, d] final-norm hidden states; project: [B, c, d] -> logits [B, c, V]
+    (the tied or untied output projection, closing over its weights); chunk <= 0 or
+    >= T: in one piece. -> [B, T] float32, position 0 set to 0.
+
+    A scan over chunks of a `jax.checkpoint`-ed body: the forward holds one chunk's
+    logits at a time, and the backward recomputes each chunk's logits from its hidden
+    states instead of keeping them, so peak memory is O(B * chunk * V), not O(B * T * V).
+    Values and gradients equal the unchunked ones (the same per-position arithmetic).
+    """
+    b, t, d = hidden.shape
+    targets = jnp.pad(tokens[:, 1:], ((0, 0), (0, 1)))  # position i predicts token i + 1
+    if chunk <= 0 or chunk >= t:
+        logp = _target_logprobs(project(hidden), targets)
+    else:
+        n = -(-t // chunk)
+        pad = n * chunk - t  # zero hidden states and target 0: computed, then dropped
+
+        def split(x):  # [B, T, ...] -> [n, B, chunk, ...]
+            x = jnp.pad(x, ((0, 0), (0, pad)) + ((0, 0),) * (x.ndim - 2))
+            return jnp.swapaxes(x.reshape((b, n, chunk) + x.shape[2:]), 0, 1)
+
+        @jax.checkpoint
+        def piece(h, tgt):
+            return _target_logprobs(project(h), tgt)
+
+        _, logp = jax.lax.scan(lambda c, xs: (c, piece(*xs)), None,
+                               (split(hidden), split(targets)))
+        logp = jnp.swapaxes(logp, 0, 1).reshape(b, n * chunk)[:, :t]
+    return jnp.pad(logp[:, :-1], ((0, 0), (1, 0)))
 
 
 def cross_entropy_terms(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
@@ -41,9 +83,19 @@ def cross_entropy_terms(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Arr
     weights [B]: per-example weights (e.g. to up-weight one-token judge targets);
       with "token", each of a row's tokens carries the row's weight.
     """
+    return cross_entropy_terms_from_logprobs(token_logprobs(logits, tokens), loss_mask,
+                                             normalize, weights)
+
+
+def cross_entropy_terms_from_logprobs(logp: jax.Array, loss_mask: jax.Array,
+                                      normalize: Literal["token", "example"] = "token",
+                                      weights: jax.Array | None = None
+                                      ) -> tuple[jax.Array, jax.Array]:
+    """`cross_entropy_terms` from token log-probs [B, T] (`token_logprobs` or
+    `chunked_token_logprobs`)."""
     mask = loss_mask.astype(jnp.float32)
-    nll = -token_logprobs(logits, tokens) * mask
-    w = jnp.ones(tokens.shape[0], jnp.float32) if weights is None else weights.astype(jnp.float32)
+    nll = -logp * mask
+    w = jnp.ones(logp.shape[0], jnp.float32) if weights is None else weights.astype(jnp.float32)
     if normalize == "token":
         return (nll.sum(axis=1) * w).sum(), (mask.sum(axis=1) * w).sum()
     if normalize == "example":
@@ -65,8 +117,14 @@ def masked_cross_entropy(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Ar
 def sequence_logprobs(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Array,
                       reduce: Literal["sum", "mean"] = "sum") -> jax.Array:
     """[B] log-probability of each row's target tokens (sum, or mean per token)."""
+    return sequence_logprobs_from_logprobs(token_logprobs(logits, tokens), loss_mask, reduce)
+
+
+def sequence_logprobs_from_logprobs(logp: jax.Array, loss_mask: jax.Array,
+                                    reduce: Literal["sum", "mean"] = "sum") -> jax.Array:
+    """`sequence_logprobs` from token log-probs [B, T]."""
     mask = loss_mask.astype(jnp.float32)
-    total = (token_logprobs(logits, tokens) * mask).sum(axis=1)
+    total = (logp * mask).sum(axis=1)
     if reduce == "sum":
         return total
     if reduce == "mean":

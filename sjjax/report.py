@@ -55,6 +55,7 @@ def comparison_rows(evals: dict) -> list[dict]:
         proof = ev.get("judge_shortcut_proof", {})
         rows.append({"model": LABELS.get(name, name),
                      "oracle_accuracy": g.get("oracle_accuracy"),
+                     "oracle_accuracy_sampled": ev.get("sampled", {}).get("oracle_accuracy"),
                      "judge_accuracy": j.get("accuracy"),
                      "judge_bar": j.get("baselines", {}).get("best"),
                      "judge_accuracy_shortcut_proof": proof.get("accuracy"),
@@ -144,10 +145,10 @@ def _plot_iterations(evals: dict, path: str) -> bool:
         return False
     xs = list(range(len(names)))
     fig, ax = plt.subplots(figsize=(5, 3.2))
-    for key, label in (("oracle_accuracy", "oracle accuracy (greedy)"),
-                       ("judge_accuracy", "judge accuracy (held-out pairs)")):
-        vals = [evals[n].get("greedy" if key == "oracle_accuracy" else "judge", {}).get(
-            "accuracy" if key == "judge_accuracy" else key) for n in names]
+    for part, key, label in (("greedy", "oracle_accuracy", "oracle accuracy (greedy)"),
+                             ("sampled", "oracle_accuracy", "oracle accuracy (sampled)"),
+                             ("judge", "accuracy", "judge accuracy (held-out pairs)")):
+        vals = [evals[n].get(part, {}).get(key) for n in names]
         if all(v is not None for v in vals):
             ax.plot(xs, vals, "o-", label=label)
     ax.set_xticks(xs, ["JSFT" if n == "jsft" else n.split("_")[-1] for n in names])
@@ -252,7 +253,7 @@ def write_report(root: str) -> str:
     os.makedirs(out_dir, exist_ok=True)
     evals = load_evals(root)
     lines = [f"# Self-Judge report: `{root}`", ""]
-    cols = ("model", "oracle_accuracy", "judge_accuracy", "position_consistency", "judge_bar",
+    cols = ("model", "oracle_accuracy", "oracle_accuracy_sampled", "judge_accuracy", "position_consistency", "judge_bar",
             "judge_accuracy_shortcut_proof", "shortcut_proof_bar", "win_rate",
             "length_tokens", "repetition_4gram")
     rows = comparison_rows(evals)

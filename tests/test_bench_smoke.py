@@ -38,3 +38,16 @@ def test_train_step_benchmark_plans_before_allocating():
     assert not planned_step("llama_1b", 4, 2048, "none", 80.0).fits
     assert planned_step("llama_1b", 2, 1024, "none", 80.0).fits
     assert planned_step("llama_1b", 4, 2048, "full", 80.0).fits
+
+
+def test_greedy_headroom_shares_by_hand():
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from greedy_headroom import headroom
+    # prompt 0: greedy right; 1: greedy wrong, sample 1 right (in the first pair);
+    # 2: greedy wrong, only sample 3 right (outside the first pair)
+    h = headroom([1, 0, 0], [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]])
+    assert h["greedy"] == pytest.approx(1 / 3) and h["sampled"] == 0.25
+    assert h["pass@k"] == 1.0
+    assert h["greedy_wrong_right_in_2"] == pytest.approx(1 / 3)
+    assert h["greedy_wrong_right_in_k"] == pytest.approx(2 / 3)
+    assert h["informative_pairs"] == 0.5  # pairs (0,1), (2,3): 1+0, 1+0, 0+1 of 6

@@ -507,3 +507,34 @@ def test_runtime_overhead_row_is_opt_in_and_adds_to_every_peak():
     assert row(p, "process runtime overhead").per_device == plan.GIB // 2
     assert p.totals["persistent"] == base.totals["persistent"] + plan.GIB // 2
     assert p.totals["training_peak"] == base.totals["training_peak"] + plan.GIB // 2
+
+
+@pytest.mark.parametrize("source, batch, length, chunk", [
+    ("tiny", 8, 128, 512),           # the default loss_chunk: the loss in one piece
+    ("smollm2_135m", 2, 256, 64),    # SmolLM2's architecture, the loss in 4 chunks
+])
+def test_jsft_step_plan_within_10pct_of_compiled_memory(source, batch, length, chunk):
+    """The planner's training peak vs XLA's buffer assignment for the real JSFT step
+    (AdamW, donated state; arguments + outputs + temporaries - aliases), compiled from
+    abstract shapes (no weights), with model.attention=auto and train.loss_chunk."""
+    from sjjax.model.transformer import abstract_model
+    from sjjax.train.optim import make_optimizer
+    from sjjax.train.steps import LossSpec, TrainState, make_sft_step
+    c = base_config("jsft")
+    c.model.source, c.data.batch_size, c.train.loss_chunk = source, batch, chunk
+    c.plan = {"seq_len": length}
+    graphdef, params, _ = split_params(abstract_model(plan.model_config_from(c)))
+    optimizer, schedule = make_optimizer(c.train, 100)
+    state = TrainState(params, jax.eval_shape(optimizer.init, params),
+                       jax.ShapeDtypeStruct((), jnp.int32),
+                       jax.ShapeDtypeStruct((2,), jnp.uint32))
+    rows = jax.ShapeDtypeStruct((1, batch, length), bool)
+    step_batch = dict(tokens=jax.ShapeDtypeStruct((1, batch, length), jnp.int32), mask=rows,
+                      loss_mask=rows, kind=jax.ShapeDtypeStruct((1, batch), jnp.int32))
+    step = make_sft_step(graphdef, optimizer, LossSpec(loss_chunk=chunk), schedule)
+    m = jax.jit(step, donate_argnums=(0,)).lower(state, {}, step_batch).compile() \
+        .memory_analysis()
+    compiled = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                - m.alias_size_in_bytes)
+    planned = plan.plan_config(c, num_devices=1).totals["training_peak"]
+    assert 0.9 <= planned / compiled <= 1.1, (planned, compiled)

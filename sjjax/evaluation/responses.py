@@ -23,12 +23,28 @@ def respond(responder: Responder, params, lora, prompts: Sequence[Prompt], key: 
                            num_samples)
 
 
+def prompt_stratum(p: Prompt) -> str:
+    """'family:level' of a synthetic prompt (from its meta), else 'all'."""
+    meta = p.meta or {}
+    return f"{meta['family']}:{meta.get('level', '')}" if "family" in meta else "all"
+
+
 def response_quality(prompts: Sequence[Prompt], texts: Sequence[str], lengths,
                      oracle: Oracle | None) -> dict:
+    """Length and repetition of the replies; with an oracle, its accuracy overall and per
+    stratum (`oracle_accuracy_by_stratum`: 'family:level' -> accuracy, synthetic prompts).
+    `prompts[i]` is the prompt of `texts[i]` (repeat a prompt for several replies)."""
     out = {"length_tokens": mean_or_nan(lengths),
            "repetition_4gram": mean_or_nan(repetition_rate(t) for t in texts)}
     if oracle is not None:
-        out["oracle_accuracy"] = mean_or_nan(oracle(p.meta, t) for p, t in zip(prompts, texts))
+        scores = [oracle(p.meta, t) for p, t in zip(prompts, texts)]
+        out["oracle_accuracy"] = mean_or_nan(scores)
+        strata: dict[str, list] = {}
+        for p, score in zip(prompts, scores):
+            strata.setdefault(prompt_stratum(p), []).append(score)
+        if len(strata) > 1:
+            out["oracle_accuracy_by_stratum"] = {k: mean_or_nan(v)
+                                                 for k, v in sorted(strata.items())}
     return out
 
 
@@ -38,6 +54,19 @@ def greedy_quality(responder: Responder, prompts: Sequence[Prompt], key: jax.Arr
     out = respond(responder, policy_params, policy_lora, prompts, key,
                   SamplingParams(greedy=True))
     return response_quality(prompts, [t[0] for t in out.texts], out.lengths[:, 0], oracle)
+
+
+def sampled_quality(responder: Responder, prompts: Sequence[Prompt], key: jax.Array,
+                    oracle: Oracle | None, sampling: SamplingParams, num_samples: int, *,
+                    policy_params, policy_lora) -> dict:
+    """response_quality of `num_samples` sampled replies per prompt (the distribution
+    self-training draws from and sharpens; greedy decoding can hide a change in it)."""
+    out = respond(responder, policy_params, policy_lora, prompts, key, sampling, num_samples)
+    texts = [t for ts in out.texts for t in ts]
+    repeated = [p for p in prompts for _ in range(num_samples)]
+    result = response_quality(repeated, texts, out.lengths.reshape(-1), oracle)
+    result["samples_per_prompt"] = num_samples
+    return result
 
 
 def win_rate_against_references(responder: Responder, judge: Judge, items: Sequence[EvalItem],

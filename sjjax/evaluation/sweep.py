@@ -10,17 +10,11 @@ import numpy as np
 
 from sjjax.data.records import Prompt
 from sjjax.evaluation.metrics import mean_or_nan
-from sjjax.evaluation.responses import Oracle, respond, response_quality
+from sjjax.evaluation.responses import Oracle, prompt_stratum, respond, response_quality
 from sjjax.generation import Responder
 from sjjax.judge import Judge
 from sjjax.sampling import SamplingParams
 from sjjax.tournament import run_tournament
-
-
-def prompt_stratum(p: Prompt) -> str:
-    """'family:level' of a synthetic prompt (from its meta), else 'all'."""
-    meta = p.meta or {}
-    return f"{meta['family']}:{meta.get('level', '')}" if "family" in meta else "all"
 
 
 def stratified_prompts(prompts: Sequence[Prompt], n: int, seed: int) -> list[Prompt]:

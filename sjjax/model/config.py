@@ -22,6 +22,9 @@ SUPPORTED_MODEL_TYPES = {
     "qwen2": "Qwen2ForCausalLM",
 }
 
+# Kept here (not imported from sjjax.model.attention) so that the config imports no kernel.
+ATTENTION_IMPLEMENTATIONS = ("auto", "xla", "cudnn", "splash")
+
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
@@ -65,6 +68,8 @@ class ModelConfig:
     param_dtype: str = "float32"
     # Rematerialisation of each decoder layer in the backward pass: none | full | dots.
     remat: str = "none"
+    # Attention implementation: auto | xla | cudnn | splash (sjjax.model.attention).
+    attention: str = "auto"
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:
@@ -81,6 +86,9 @@ class ModelConfig:
                                   f"of {sorted(_DTYPES)}")
         if self.remat not in ("none", "full", "dots"):
             raise ConfigError(f"config.model.remat: {self.remat!r}; expected none, full or dots")
+        if self.attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ConfigError(f"config.model.attention: {self.attention!r}; expected one of "
+                              f"{', '.join(ATTENTION_IMPLEMENTATIONS)}")
 
     @property
     def compute_dtype(self):

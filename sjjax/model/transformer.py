@@ -31,6 +31,7 @@ import numpy as np
 from flax import nnx
 
 from sjjax import sharding
+from sjjax.model import attention
 from sjjax.model.config import ModelConfig
 from sjjax.model.kv_cache import KVCache
 from sjjax.model.rope import apply_rope, inverse_frequencies
@@ -121,10 +122,13 @@ class AttentionInputs:
     mask: [B, 1, 1, T, T] bool, new query t may attend to new key u (causal + padding).
     cache_mask: [B, 1, 1, T, S] bool, new query t may attend to cached slot s; None
       without a cache.
+    token_mask: [B, T] bool, the real new tokens (what splash attention takes instead
+      of `mask`).
     """
     positions: jax.Array
     mask: jax.Array
     cache_mask: jax.Array | None
+    token_mask: jax.Array | None = None
 
 
 class Attention(nnx.Module):
@@ -140,6 +144,7 @@ class Attention(nnx.Module):
                              use_bias=cfg.output_bias)
         self.rope = (dh, cfg.rope_theta, cfg.rope_scaling)  # hashable: lives in the graphdef
         self.num_kv_heads, self.head_dim = k, dh
+        self.implementation, self.sliding_window = cfg.attention, cfg.sliding_window
 
     def __call__(self, x, geo: AttentionInputs, cache_kv, lora: bool):
         """x: [B, T, d]; cache_kv: None, or this layer's cached (k, v) [B, K, S, Dh], read
@@ -152,25 +157,18 @@ class Attention(nnx.Module):
         k = apply_rope(self.k_proj(x, lora), geo.positions, inv_freq)  # [B, T, K, Dh]
         v = self.v_proj(x, lora)                                       # [B, T, K, Dh]
         q = sharding.constrain(q, ("batch", "length", "heads", "head_dim"))
-        q = q.reshape(b, t, self.num_kv_heads, -1, dh)                 # [B, T, K, G, Dh]
-        dt = q.dtype
-
-        def scores(keys, mask, spec):  # -> [B, K, G, T, S] float32, masked
-            s = jnp.einsum(spec, q, keys.astype(dt), preferred_element_type=jnp.float32)
-            return jnp.where(mask, s / math.sqrt(dh), jnp.finfo(jnp.float32).min)
-
-        # One softmax over [cached slots ; new tokens]: the cache is read in place, never
-        # copied or rewritten per layer (that traffic dominated one-token decode steps).
-        s = scores(k, geo.mask, "btkgd,bskd->bkgts")
-        if cache_kv is not None:
-            cached_k, cached_v = cache_kv
-            s = jnp.concatenate([scores(cached_k, geo.cache_mask, "btkgd,bksd->bkgts"), s], -1)
-        probs = jax.nn.softmax(s, axis=-1).astype(dt)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs[..., -t:], v.astype(dt))  # [B, T, K, G, Dh]
-        if cache_kv is not None:
-            # "->bkgtd", then transposed: "->btkgd" makes XLA:CPU compute V^T P, 2x slower.
-            cached = jnp.einsum("bkgts,bksd->bkgtd", probs[..., :-t], cached_v.astype(dt))
-            out = out + cached.transpose(0, 3, 1, 2, 4)
+        # Resolved per call from static shapes, so "auto" may pick cuDNN for a prefill
+        # and the einsum for a one-token decode step of the same model.
+        s = t if cache_kv is None else t + cache_kv[0].shape[2]
+        impl = attention.resolve(self.implementation, dtype=q.dtype, head_dim=dh,
+                                 q_len=t, kv_len=s)
+        if cache_kv is None:
+            out = attention.full_attention(q, k, v, geo.mask[:, :, 0], impl,
+                                           token_mask=geo.token_mask,
+                                           sliding_window=self.sliding_window)
+        else:
+            out = attention.cached_attention(q, k, v, geo.mask, *cache_kv, geo.cache_mask,
+                                             impl)
         return self.o_proj(out.reshape(b, t, -1, dh), lora), (k, v)
 
 
@@ -254,7 +252,8 @@ class Transformer(nnx.Module):
             cache_mask = cache_mask[:, None, None]
             new_cache_positions = jax.lax.dynamic_update_slice(cache.positions, key_pos,
                                                                (0, cache.index))
-        geo = AttentionInputs(positions=positions, mask=new[:, None, None], cache_mask=cache_mask)
+        geo = AttentionInputs(positions=positions, mask=new[:, None, None], cache_mask=cache_mask,
+                              token_mask=mask)
         return geo, new_cache_positions
 
     # ----------------------------------------------------------------- forward

@@ -48,7 +48,7 @@ def resolve_source(source: str) -> str:
 
 def model_overrides(model_config) -> dict:
     return dict(dtype=model_config.dtype, param_dtype=model_config.param_dtype,
-                remat=model_config.remat)
+                remat=model_config.remat, attention=model_config.get("attention", "auto"))
 
 
 def load_policy(config) -> Policy:

@@ -1,7 +1,9 @@
 """Evaluation (`configs/evaluate.py`): did Self-Judge help this model?
 
 For the model in config.model.source (a run directory or pretrained weights):
-- oracle accuracy of greedy replies on held-out synthetic prompts;
+- oracle accuracy of greedy replies on held-out synthetic prompts, and of
+  `evaluate.samples_per_prompt` sampled replies each (the distribution self-training
+  sharpens), overall and per family and level;
 - judge accuracy on held-out labelled pairs (synthetic; a held-out part of HH-RLHF),
   position consistency, exact ties, and beside it the question-blind baselines on the
   same pairs (`sjjax.evaluation.shortcuts`; their best is the bar). On the synthetic
@@ -34,8 +36,9 @@ from sjjax.data import synthetic
 from sjjax.data.readers import read_alpaca_eval
 from sjjax.data.sources import load_oracle, read_sources
 from sjjax.data.templates import JudgePromptBuilder
-from sjjax.evaluation import (evaluate_judge, greedy_quality, stratified_prompts,
-                              synthetic_family, tournament_sweep, win_rate_against_references)
+from sjjax.evaluation import (evaluate_judge, greedy_quality, sampled_quality,
+                              stratified_prompts, synthetic_family, tournament_sweep,
+                              win_rate_against_references)
 from sjjax.generation import Responder
 from sjjax.judge import Judge, JudgeRules
 from sjjax.phases.common import load_policy, sampling_params
@@ -133,6 +136,12 @@ def run(config):
         results["greedy"] = greedy_quality(responder, prompts, key, oracle,
                                            policy_params=policy.params, policy_lora=policy.lora)
         log.info("greedy: %s", results["greedy"])
+        if ev.samples_per_prompt:
+            results["sampled"] = sampled_quality(
+                responder, prompts, jax.random.fold_in(key, 3), oracle,
+                sampling_params(config.sampling), ev.samples_per_prompt,
+                policy_params=policy.params, policy_lora=policy.lora)
+            log.info("sampled: %s", results["sampled"])
     proof = shortcut_proof_judgments(config) if ev.shortcut_proof else []
     for name, pairs, kind in (("judge", judgments, "labelled"),
                               ("judge_shortcut_proof", proof, "shortcut-proof")):
@@ -161,6 +170,6 @@ def run(config):
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"[evaluate] {results['label']}: " + json.dumps(
-        {k: results[k] for k in ("greedy", "judge", "judge_shortcut_proof") if k in results}, default=str)[:600],
+        {k: results[k] for k in ("greedy", "sampled", "judge", "judge_shortcut_proof") if k in results}, default=str)[:600],
         flush=True)
     return results

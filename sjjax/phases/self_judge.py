@@ -230,7 +230,8 @@ class SelfJudgeTask:
     def make_step(self, weights, optimizer, schedule):
         spec = LossSpec(lora=weights.use_lora, beta=self.config.dpo.beta,
                         dpo_type=self.config.dpo.loss_type,
-                        label_smoothing=self.config.dpo.label_smoothing)
+                        label_smoothing=self.config.dpo.label_smoothing,
+                        loss_chunk=self.config.train.loss_chunk)
         return make_dpo_step(weights.graphdef, optimizer, spec, schedule)
 
     def step_args(self, weights) -> tuple:

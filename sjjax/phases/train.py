@@ -34,13 +34,6 @@ def validate(config) -> None:
         raise ConfigError("config.train.loss_normalization: expected token or example")
     if config.phase == "dpo" and config.dpo.beta <= 0:
         raise ConfigError("config.dpo.beta: must be > 0")
-    import jax
-    if config.phase == "dpo" and jax.process_count() > 1:
-        # Each host's rows are its pairs' chosen then rejected rows; the step splits the
-        # *global* batch in halves, which would pair one host's rows with another's.
-        raise ConfigError(f"config.phase='dpo': offline DPO runs on one process only for "
-                          f"now (this run has {jax.process_count()}); self_judge and jsft "
-                          f"run on many (docs/multiprocess.md)")
 
 
 def micro_batches(batch: dict, accum: int, pairs: bool) -> dict:
@@ -74,7 +67,15 @@ def log_examples(path: str, step: int, index) -> None:
 
 
 class SupervisedTask:
-    """Batches from the data stream; the SFT/JSFT cross-entropy step or the DPO step."""
+    """Batches from the data stream; the SFT/JSFT cross-entropy step or the DPO step.
+
+    Multi-process: for SFT/JSFT each process's stream yields its slice of the global
+    batch. For DPO every process reads the whole global batch of pairs (`run`) and hands
+    it to the loop as such (`StepBatch.whole`): the step pairs row i of a micro-batch's
+    first half (chosen) with row i of its second half (rejected) of the *global* batch,
+    whose halves no process's own slice of pairs could lay out (with 2 processes on
+    mesh (8,1,1), process 0's devices hold every chosen row, process 1's every rejected
+    row). DPO batches are small; reading them whole costs little."""
     progress_keys = ("loss",)
 
     def __init__(self, config, prepared, stream):
@@ -90,7 +91,7 @@ class SupervisedTask:
         t, d = self.config.train, self.config.dpo
         spec = LossSpec(lora=weights.use_lora, normalize=t.loss_normalization,
                         judge_weight=t.judge_loss_weight, beta=d.beta, dpo_type=d.loss_type,
-                        label_smoothing=d.label_smoothing)
+                        label_smoothing=d.label_smoothing, loss_chunk=t.get("loss_chunk", 512))
         builder = make_dpo_step if self.pairs else make_sft_step
         return builder(weights.graphdef, optimizer, spec, schedule)
 
@@ -102,7 +103,7 @@ class SupervisedTask:
         if EXAMPLE_LOG in os.environ:
             log_examples(os.environ[EXAMPLE_LOG], step, batch["index"])
         rows = micro_batches(batch, self.config.train.grad_accum, self.pairs)
-        return trainer.StepBatch(rows, tokens=int(rows["mask"].sum()))
+        return trainer.StepBatch(rows, tokens=int(rows["mask"].sum()), whole=self.pairs)
 
     def data_state(self) -> dict:
         return self.stream.get_state()
@@ -135,7 +136,9 @@ def run(config):
     policy = load_policy(config)
     tok = policy.tokenizer
     prepared = prepare_once(config, tok)
-    stream = datasets.make_stream(config, prepared, tok.pad_token_id)
+    # DPO: every process reads the global batch (SupervisedTask's docstring says why)
+    whole = dict(process_index=0, process_count=1) if config.phase == "dpo" else {}
+    stream = datasets.make_stream(config, prepared, tok.pad_token_id, **whole)
     total = int(config.train.steps or stream.total_steps or 0)
     if total <= 0:
         raise ConfigError("config.train.steps: 0 and the data stream is endless "

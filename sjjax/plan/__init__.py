@@ -23,8 +23,8 @@ One job per module:
     __main__      the command line
 """
 
-from sjjax.plan.activations import (LOGITS_COPIES, SAMPLING_LOGIT_COPIES, WORKING_LAYERS,
-                                    activation_rows, layer_activation_tensors)
+from sjjax.plan.activations import (LOGITS_CHUNK_COPIES, LOGITS_COPIES, SAMPLING_LOGIT_COPIES,
+                                    WORKING_LAYERS, activation_rows, layer_activation_tensors)
 from sjjax.plan.architecture import architecture
 from sjjax.plan.devices import DEFAULT_MEMORY_GIB, DEVICES, DeviceSpec, parse_accelerator
 from sjjax.plan.step_flops import flops
@@ -39,7 +39,8 @@ from sjjax.plan.tensors import (GIB, GROUPS, Row, Tensor, abstract_mesh, base_pa
 
 __all__ = [
     "DEFAULT_MEMORY_GIB", "DEVICES", "DeviceSpec", "GIB", "GROUPS", "JUDGING_PHASES",
-    "LOGITS_COPIES", "PREFERENCE_PHASES", "Plan", "PlanInputs", "Row", "SAMPLING_LOGIT_COPIES",
+    "LOGITS_CHUNK_COPIES", "LOGITS_COPIES", "PREFERENCE_PHASES", "Plan", "PlanInputs", "Row",
+    "SAMPLING_LOGIT_COPIES",
     "SAMPLING_PHASES", "TRAINING_PHASES", "Tensor", "WORKING_LAYERS", "abstract_mesh",
     "activation_rows", "architecture", "base_param_tensors", "batch_shards", "flops",
     "format_plan", "inputs_from_config", "layer_activation_tensors", "lora_param_tensors",

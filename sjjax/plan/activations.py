@@ -1,6 +1,7 @@
 """Activation memory of a training step: one decoder layer's saved residuals per remat
-policy, and the rows for a micro-batch's forward + backward (saved layers, the working
-layer, the loss's float32 logits, FSDP's gathered weights). Formulas: docs/scale.md."""
+policy and attention implementation, and the rows for a micro-batch's forward + backward
+(saved layers, the working layer, the loss's float32 logits whole or one chunk at a time,
+FSDP's gathered weights). Formulas: docs/scale.md."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 # SAMPLING_LOGIT_COPIES: float32 [R, V] arrays per decode step (logits, sorted, softmax,
 # cumsum for top-p).
 LOGITS_COPIES = 3
+# LOGITS_CHUNK_COPIES: float32 [B, chunk, V] arrays live with train.loss_chunk < T (one
+# chunk's recomputed logits and their gradient; calibrated on XLA:CPU's compiled step).
+LOGITS_CHUNK_COPIES = 2
 WORKING_LAYERS = {"none": 1, "dots": 1, "full": 1}
 SAMPLING_LOGIT_COPIES = 4
 
@@ -34,6 +38,22 @@ def _norm_residuals(name: str, b: int, t: int, d: int, c: int) -> list[Tensor]:
             Tensor(f"{name}: output", (b, t, d), c, _BTE)]
 
 
+def backend_of(inputs: PlanInputs) -> str:
+    """The JAX backend of the planned device: tpu, gpu, or cpu (no device named)."""
+    if inputs.device is None:
+        return "cpu"
+    return "tpu" if inputs.device.startswith("v") else "gpu"
+
+
+def attention_kernel(inputs: PlanInputs, seq_len: int | None = None) -> str:
+    """The attention implementation the planned step runs (model.attention resolved for
+    the planned device): xla, cudnn or splash."""
+    from sjjax.model.attention import resolve
+    cfg, t = inputs.model, seq_len or inputs.seq_len
+    return resolve(cfg.attention, dtype=cfg.compute_dtype, head_dim=cfg.head_dim, q_len=t,
+                   kv_len=t, backend=backend_of(inputs), num_devices=inputs.num_devices)
+
+
 def layer_activation_tensors(inputs: PlanInputs, rows: int,
                              seq_len: int | None = None) -> dict[str, list[Tensor]]:
     """One decoder layer's saved activations for `rows` sequences of T tokens, per remat
@@ -41,7 +61,10 @@ def layer_activation_tensors(inputs: PlanInputs, rows: int,
 
     "none": everything the backward reads; "dots": what `dots_with_no_batch_dims_saveable`
     keeps (projection outputs the backward needs: q, k, v before RoPE, o_proj out, gate,
-    up; LoRA x.A); "full": the layer input (the scan carry).
+    up; LoRA x.A); "full": the layer input (the scan carry). With XLA's attention the
+    [B, H, T, T] scores and probabilities are saved; a flash kernel (cudnn, splash) keeps
+    only its output and the float32 softmax statistics [B, H, T] (not verified against a
+    compiled GPU/TPU step yet).
     """
     cfg = inputs.model
     b, t = rows, seq_len or inputs.seq_len
@@ -55,11 +78,14 @@ def layer_activation_tensors(inputs: PlanInputs, rows: int,
     if inputs.lora_enabled:
         lora = [Tensor("LoRA x.A", (b, t, inputs.lora_rank), c,
                        ("batch", "length", "lora_rank"), len(inputs.lora_targets))]
+    if attention_kernel(inputs, t) == "xla":
+        scores = [Tensor("masked scores f32", (b, h, t, t), 4, _SCORES),
+                  Tensor("attention probs", (b, h, t, t), c, _SCORES),
+                  Tensor("softmax max, sum f32", (b, h, t, 1), 4, _SCORES, 2)]
+    else:
+        scores = [Tensor("flash softmax statistics f32", (b, h, t, 1), 4, _SCORES)]
     none = [
-        *_norm_residuals("input_norm", b, t, d, c), q, kv,
-        Tensor("masked scores f32", (b, h, t, t), 4, _SCORES),
-        Tensor("attention probs", (b, h, t, t), c, _SCORES),
-        Tensor("softmax max, sum f32", (b, h, t, 1), 4, _SCORES, 2),
+        *_norm_residuals("input_norm", b, t, d, c), q, kv, *scores,
         Tensor("attention out", (b, t, h, dh), c, _HEADS),
         *_norm_residuals("post_attn_norm", b, t, d, c),
         Tensor("gate, up, silu terms, product", (b, t, f), c, mlp, 6),
@@ -90,22 +116,35 @@ def activation_rows(inputs: PlanInputs) -> list[Row]:
         rows_from("step", f"activations working set ({working_layers} layer(s))",
                   working, inputs, f"{working_layers} x per-layer set of remat=none"),
     ]
-    if cfg.remat == "none":
+    kernel = attention_kernel(inputs)
+    if cfg.remat == "none" and kernel == "xla":
         out.append(rows_from("step", "attention mask broadcast (bool)", [
             Tensor("mask", (rows, h, t, t), 1, _SCORES)], inputs, "B x H x T x T x 1"))
-        if c != p:
-            out.append(rows_from("step", f"layer weights cast to {cfg.dtype} (saved)",
-                                 as_dtype(layer_kernels(cfg), c), inputs,
-                                 f"layer kernels x {c}, sharded like the params"))
+    if cfg.remat == "none" and c != p:
+        out.append(rows_from("step", f"layer weights cast to {cfg.dtype} (saved)",
+                             as_dtype(layer_kernels(cfg), c), inputs,
+                             f"layer kernels x {c}, sharded like the params"))
+    if kernel == "cudnn":  # the boolean mask enters cuDNN as an additive bias
+        out.append(rows_from("step", f"attention bias ({cfg.dtype})", [
+            Tensor("bias", (rows, 1, t, t), c, ("batch", None, "length", None))],
+            inputs, f"B x T x T x {c}"))
+    chunk = inputs.loss_chunk
+    if 0 < chunk < t:
+        logits = rows_from("step", f"loss logits, one chunk of {chunk} and its grad (f32)", [
+            Tensor("logits", (rows, chunk, v), 4, ("batch", "length", "vocab"),
+                   LOGITS_CHUNK_COPIES)], inputs,
+            f"{LOGITS_CHUNK_COPIES} x B x chunk x V x 4 (train.loss_chunk)")
+    else:
+        logits = rows_from("step", "log-softmax, its grad, logits grad (f32)", [
+            Tensor("logits", (rows, t, v), 4, ("batch", "length", "vocab"), LOGITS_COPIES)],
+            inputs, f"{LOGITS_COPIES} x B x T x V x 4")
     out += [
         rows_from("step", "final norm residuals", _norm_residuals("final_norm", rows, t, d, c),
                   inputs, "B x T x d x (4 + 4 + dtype)"),
         rows_from("step", "attention mask (bool)", [
             Tensor("mask", (rows, 1, 1, t, t), 1, ("batch", None, None, "length", None))],
             inputs, "B x T x T x 1"),
-        rows_from("step", "log-softmax, its grad, logits grad (f32)", [
-            Tensor("logits", (rows, t, v), 4, ("batch", "length", "vocab"), LOGITS_COPIES)],
-            inputs, f"{LOGITS_COPIES} x B x T x V x 4"),
+        logits,
     ]
     one_layer = [dataclasses.replace(x, shape=x.shape[1:], names=x.names[1:])
                  for x in layer_kernels(cfg)]

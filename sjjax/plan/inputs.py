@@ -39,6 +39,8 @@ class PlanInputs:
     grad_accum: int = 1
     seq_len: int = 512
     rows_per_example: int = 1
+    # train.loss_chunk: sequence positions per chunk of the loss's logits (0 = whole).
+    loss_chunk: int = 0
     lora_enabled: bool = False
     lora_rank: int = 8
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
@@ -93,7 +95,8 @@ def _get(c, path: str, default=None):
 
 def _model_config_and_origin(config) -> tuple[ModelConfig, str]:
     source = str(_get(config, "model.source", "smollm2"))
-    overrides = {k: _get(config, f"model.{k}") for k in ("dtype", "param_dtype", "remat")}
+    overrides = {k: _get(config, f"model.{k}")
+                 for k in ("dtype", "param_dtype", "remat", "attention")}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return architecture(source, overrides, _get(config, "model.tiny", {}) or {})
 
@@ -197,6 +200,7 @@ def inputs_from_config(config, *, accelerator: str | None = None, num_devices: i
         grad_accum=int(_get(config, "train.grad_accum", 1)),
         seq_len=int(seq_len),
         rows_per_example=2 if preference else 1,
+        loss_chunk=int(_get(config, "train.loss_chunk", 0)),
         lora_enabled=lora_enabled,
         lora_rank=int(_get(config, "lora.rank", 8)),
         lora_targets=tuple(_get(config, "lora.targets", ("q_proj", "v_proj"))),

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from sjjax.losses import cross_entropy_terms, dpo_loss, sequence_logprobs
+from sjjax.losses import (chunked_token_logprobs, cross_entropy_terms_from_logprobs, dpo_loss,
+                          sequence_logprobs_from_logprobs)
 from sjjax.model.transformer import merge_params
 
 
@@ -39,11 +40,22 @@ class LossSpec:
     beta: float = 0.1
     dpo_type: str = "sigmoid"      # sigmoid | hinge | ipo
     label_smoothing: float = 0.0
+    # Sequence positions per chunk of the loss's logits (0 = all at once): the
+    # [b, T, V] float32 logits are never held whole (see chunked_token_logprobs).
+    loss_chunk: int = 512
 
 
 def _model(graphdef, trainable, frozen, spec: LossSpec):
     params, lora = (frozen, trainable) if spec.lora else (trainable, {})
     return merge_params(graphdef, params, lora)
+
+
+def _token_logprobs(model, mb, spec: LossSpec, lora: bool = True):
+    """-> (final hidden states [b, T, d], token log-probs [b, T]) of one micro-batch."""
+    hidden, _ = model(mb["tokens"], mb["mask"], lora=lora, logits="none")
+    logp = chunked_token_logprobs(hidden, mb["tokens"], lambda h: model.logits(h, lora),
+                                  spec.loss_chunk)
+    return hidden, logp
 
 
 def _accumulate(micro_fn, trainable, batch):
@@ -75,12 +87,13 @@ def make_sft_step(graphdef, optimizer, spec: LossSpec, schedule=None):
     """
 
     def micro(trainable, frozen, mb):
-        logits, _ = _model(graphdef, trainable, frozen, spec)(mb["tokens"], mb["mask"])
+        model = _model(graphdef, trainable, frozen, spec)
+        hidden, logp = _token_logprobs(model, mb, spec)
         is_judge = mb["kind"] == 1
         weights = jnp.where(is_judge, spec.judge_weight, 1.0)
-        num, den = cross_entropy_terms(logits, mb["tokens"], mb["loss_mask"], spec.normalize,
-                                       weights)
-        sums = jax.lax.stop_gradient(_sft_stats(logits, mb, is_judge))
+        num, den = cross_entropy_terms_from_logprobs(logp, mb["loss_mask"], spec.normalize,
+                                                     weights)
+        sums = jax.lax.stop_gradient(_sft_stats(model, hidden, logp, mb, is_judge))
         return num, (den, sums)
 
     def step(state: TrainState, frozen, batch):
@@ -106,15 +119,16 @@ def make_sft_step(graphdef, optimizer, spec: LossSpec, schedule=None):
     return step
 
 
-def _sft_stats(logits, mb, is_judge):
+def _sft_stats(model, hidden, logp, mb, is_judge):
     """Sums for logging: NLL per kind, and the judgment decision-token accuracy."""
-    from sjjax.losses import token_logprobs
     mask = mb["loss_mask"].astype(jnp.float32)
-    nll = -token_logprobs(logits, mb["tokens"]) * mask
+    nll = -logp * mask
     judge = is_judge.astype(jnp.float32)
-    # The decision token is a judgment example's first target.
+    # The decision token is a judgment example's first target; its logits [b, V] are
+    # recomputed from the one hidden state that predicts it.
     first = jnp.argmax(mb["loss_mask"], axis=1)
-    decision_logits = jnp.take_along_axis(logits, (first - 1)[:, None, None], axis=1)[:, 0]
+    decision_hidden = jnp.take_along_axis(hidden, (first - 1)[:, None, None], axis=1)[:, 0]
+    decision_logits = model.logits(decision_hidden)
     target = jnp.take_along_axis(mb["tokens"], first[:, None], axis=1)[:, 0]
     correct = (jnp.argmax(decision_logits, axis=-1) == target).astype(jnp.float32)
     decision_nll = jnp.take_along_axis(nll, first[:, None], axis=1)[:, 0]
@@ -139,14 +153,14 @@ def make_dpo_step(graphdef, optimizer, spec: LossSpec, schedule=None):
     def micro(trainable, frozen, ref, mb):
         p = mb["valid"].shape[0]
         policy = _model(graphdef, trainable, frozen, spec)
-        logits, _ = policy(mb["tokens"], mb["mask"])
-        logps = sequence_logprobs(logits, mb["tokens"], mb["loss_mask"])
+        logps = sequence_logprobs_from_logprobs(_token_logprobs(policy, mb, spec)[1],
+                                                mb["loss_mask"])
         if spec.lora:
-            ref_logits, _ = policy(mb["tokens"], mb["mask"], lora=False)
+            ref_logp = _token_logprobs(policy, mb, spec, lora=False)[1]
         else:
-            ref_logits, _ = merge_params(graphdef, ref)(mb["tokens"], mb["mask"])
+            ref_logp = _token_logprobs(merge_params(graphdef, ref), mb, spec)[1]
         ref_logps = jax.lax.stop_gradient(
-            sequence_logprobs(ref_logits, mb["tokens"], mb["loss_mask"]))
+            sequence_logprobs_from_logprobs(ref_logp, mb["loss_mask"]))
         out = dpo_loss(logps[:p], logps[p:], ref_logps[:p], ref_logps[p:], spec.beta,
                        spec.dpo_type, mb["valid"], spec.label_smoothing)
         v = mb["valid"].astype(jnp.float32)

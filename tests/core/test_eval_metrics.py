@@ -112,3 +112,33 @@ def test_stratified_prompts_cover_every_family_and_level_for_the_tiny_preset():
     assert max(counts) - min(counts) <= 1  # as even as the number allows
     assert chosen == tournament.select_prompts(c)  # seeded
     assert len(stratified_prompts(prompts[:3], 10, 0)) == 3
+
+
+def test_sampled_quality_scores_every_reply_and_splits_by_stratum():
+    """A fake responder: replies are fixed strings; the oracle checks them exactly. By hand:
+    compare:1 has replies right 2 of 2, 1 of 2 -> 3/4; sort:1 right 0 of 2 -> 0; overall
+    3/6."""
+    import numpy as np
+    from sjjax.data.records import Prompt
+    from sjjax.evaluation import sampled_quality
+    from sjjax.generation import Responses
+    from sjjax.sampling import SamplingParams
+
+    def prompt(family, answer):
+        return Prompt(({"role": "user", "content": "q"},), "q",
+                      {"family": family, "level": 1, "answer": answer})
+
+    prompts = [prompt("compare", "7"), prompt("compare", "8"), prompt("sort", "1, 2")]
+    replies = [["7", "7"], ["8", "3"], ["2, 1", "1"]]
+
+    class FakeResponder:
+        def reply(self, params, lora, messages, key, sampling, num_samples):
+            assert num_samples == 2 and len(messages) == 3 and not sampling.greedy
+            return Responses([[np.zeros(1)] * 2] * 3, np.ones((3, 2), np.int32), replies)
+
+    oracle = lambda meta, text: float(text == meta["answer"])  # noqa: E731
+    out = sampled_quality(FakeResponder(), prompts, None, oracle, SamplingParams(), 2,
+                          policy_params=None, policy_lora=None)
+    assert out["oracle_accuracy"] == 0.5
+    assert out["oracle_accuracy_by_stratum"] == {"compare:1": 0.75, "sort:1": 0.0}
+    assert out["samples_per_prompt"] == 2 and out["length_tokens"] == 1.0

@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -74,3 +75,36 @@ def test_dpo_label_smoothing():
     out = dpo_loss(**PAIR, beta=0.1, label_smoothing=0.2)
     expected = 0.8 * math.log(1 + math.exp(-0.1)) + 0.2 * math.log(1 + math.exp(0.1))
     np.testing.assert_allclose(out.loss, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_chunked_loss_equals_unchunked(tied):
+    """Values and gradients (hidden states and output projection) of the chunked token
+    log-probs equal the unchunked ones, with T not a multiple of the chunk."""
+    from sjjax.losses import (chunked_token_logprobs, cross_entropy_terms,
+                              cross_entropy_terms_from_logprobs)
+    b, t, d, v = 2, 11, 8, 32
+    keys = jax.random.split(jax.random.key(0), 4)
+    hidden = jax.random.normal(keys[0], (b, t, d))
+    weight = jax.random.normal(keys[1], (v, d) if tied else (d, v)) * 0.3
+    tokens = jax.random.randint(keys[2], (b, t), 0, v)
+    loss_mask = jax.random.bernoulli(keys[3], 0.6, (b, t)).at[:, 0].set(False)
+    spec = "btd,vd->btv" if tied else "btd,dv->btv"
+
+    def loss(hidden, weight, chunk):
+        def project(h):
+            return jnp.einsum(spec.replace("t", "c"), h, weight)
+        if chunk is None:  # the reference: logits [B, T, V] whole
+            num, den = cross_entropy_terms(project(hidden), tokens, loss_mask)
+        else:
+            logp = chunked_token_logprobs(hidden, tokens, project, chunk)
+            num, den = cross_entropy_terms_from_logprobs(logp, loss_mask)
+        return num / den
+
+    fn = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)), static_argnums=2)
+    ref = fn(hidden, weight, None)
+    for chunk in (0, 4):  # 4: three chunks, the last one padded
+        got = fn(hidden, weight, chunk)
+        np.testing.assert_allclose(got[0], ref[0], rtol=1e-6)
+        for g, r in zip(got[1], ref[1]):
+            np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)

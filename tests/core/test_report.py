@@ -12,6 +12,7 @@ def _eval(root, name, greedy, judge, tournament=None):
     os.makedirs(f"{root}/eval/{name}", exist_ok=True)
     data = {"greedy": {"oracle_accuracy": greedy, "length_tokens": 10.0,
                        "repetition_4gram": 0.0},
+            "sampled": {"oracle_accuracy": greedy / 2},
             "judge": {"accuracy": judge, "position_consistency": 0.8,
                       "longer_wins_accuracy": 0.5, "n": 64}}
     if tournament:
@@ -40,7 +41,7 @@ def test_report_table_and_plots(tmp_path):
     text = open(path).read()
     lines = text.splitlines()
     row = next(l for l in lines if l.startswith("| JSFT "))
-    assert "| 0.500 | 0.900 | 0.800 |" in row
+    assert "| 0.500 | 0.250 | 0.900 | 0.800 |" in row  # greedy, sampled, judge, consistency
     base = next(i for i, l in enumerate(lines) if l.startswith("| Base"))
     jsft = next(i for i, l in enumerate(lines) if l.startswith("| JSFT "))
     assert base < jsft  # models in pipeline order

@@ -34,6 +34,7 @@ def full_size(phase, root, **overrides):
     c.evaluate.num_prompts = 96
     c.evaluate.num_pairs = 96
     c.evaluate.tournament_sizes = ()
+    c.evaluate.samples_per_prompt = 0  # greedy only here (the notebook's pipeline samples)
     return apply_overrides(c, overrides)
 
 

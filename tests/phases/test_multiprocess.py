@@ -3,13 +3,15 @@ devices (gloo collectives, a loopback coordinator) against single-process runs o
 devices, with the processes started as `sjjax.launch_local` starts them.
 
 Shown here (docs/multiprocess.md has the figures):
-- JSFT (JSFT_STEPS steps) and self-judge (SJ_STEPS steps) end with the parameters of the
-  single-process run on the same mesh within TOLERANCE: not bitwise, because the
-  gradient all-reduce across processes goes through gloo, whose summation order differs
-  from XLA:CPU's in-process all-reduce in the last bit (measured: ~1e-7). CI runs JSFT
-  on (8,1,1); SJJAX_TEST_MULTIPROCESS=full runs both phases on both meshes;
+- JSFT (JSFT_STEPS steps), self-judge (SJ_STEPS steps) and offline DPO (DPO_STEPS
+  steps) on mesh (8,1,1), and with SJJAX_TEST_MULTIPROCESS=full JSFT and self-judge on
+  (2,4,1) too, end with the parameters of the single-process run on the same mesh
+  within TOLERANCE: not bitwise, because the gradient all-reduce across processes goes
+  through gloo, whose summation order differs from XLA:CPU's in-process all-reduce in
+  the last bit (measured: ~1e-7);
 - each JSFT example is used exactly once per epoch across the two processes, and the two
   processes' rows of a step are the two halves of the single-process batch (example ids);
+  for DPO every process holds the whole global batch of pairs, the single-process one;
 - a checkpoint written by 2 processes resumes in 1 process (8 devices) and vice versa;
 - `python -m sjjax.main` as 2 processes (the command tpu_scripts/launch.sh starts on each
   pod host): SIGKILL of process 1 ends process 0 within KILL_EXIT_BOUND s with a line
@@ -17,8 +19,10 @@ Shown here (docs/multiprocess.md has the figures):
 
 The runs are shared between assertions (the module-scoped `runs` fixture; the
 uninterrupted ones run all in one process, then all in one pair of processes:
-tests/phases/multiprocess_runs.py); a compilation cache is shared by the module's runs. Loopback only, free ports; every
-process started is killed at the end.
+tests/phases/multiprocess_runs.py); a compilation cache is shared by the module's runs,
+XLA compiles with its cheap settings (COMPILE_FLAGS), and process 0 compiles for both
+processes (multiprocess_runs.py). Loopback only, free ports;
+every process started is killed at the end.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -40,16 +45,22 @@ from sjjax import launch_local
 from tests.conftest import ROOT
 from tests.phases.test_resume import final_params
 
-JSFT_STEPS, SJ_STEPS = 20, 4
-EVERY = {"jsft": 5, "self_judge": 2}   # checkpoint periods
+JSFT_STEPS, SJ_STEPS, DPO_STEPS = 20, 4, 4
+STEPS = {"jsft": JSFT_STEPS, "self_judge": SJ_STEPS, "dpo": DPO_STEPS}
+EVERY = {"jsft": 5, "self_judge": 2, "dpo": 2}   # checkpoint periods
 CUT = {"jsft": 10}                    # the resumed copy starts after this step
 MESHES = ((8, 1, 1), (2, 4, 1))
-# CI runs JSFT on (8,1,1) only (the suite's time is tight: on 2 cores a two-process
-# self-judge run costs ~75 s, mostly compiling); SJJAX_TEST_MULTIPROCESS=full adds
-# self-judge and the (2,4,1) mesh: both phases on both meshes.
+# CI (the default) runs every phase on (8,1,1); SJJAX_TEST_MULTIPROCESS=full adds JSFT
+# and self-judge on (2,4,1): both phases on both meshes. (All of them by default would
+# add ~3 min to the suite's ~26 on 2 cores: docs/multiprocess.md has the figures.)
 FULL = os.environ.get("SJJAX_TEST_MULTIPROCESS") == "full"
-CASES = ([(p, m) for p in ("jsft", "self_judge") for m in MESHES] if FULL else
-         [("jsft", (8, 1, 1))])
+CASES = [(p, MESHES[0]) for p in ("jsft", "self_judge", "dpo")] + (
+    [(p, MESHES[1]) for p in ("jsft", "self_judge")] if FULL else [])
+# The runs' programs are compiled with XLA's cheap settings (LLVM -O0, no expensive
+# passes): compiling is most of these tiny runs' time, and it roughly halves (the steps
+# then run ~2x slower, a smaller cost here: measured on this machine, docs/multiprocess.md).
+# The 1- and 2-process runs compile alike, so what is compared does not change.
+COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 TOLERANCE = 1e-6                       # max |difference| of final params, 2 vs 1 process
 KILL_EXIT_BOUND = 60                   # s: the survivor of a SIGKILLed peer exits within
 HEARTBEAT_S = 10                       # the coordination service's timeout in these runs
@@ -67,6 +78,8 @@ def overrides(phase: str, run_dir, tfds_dir, mesh) -> dict:
            "log.every_steps": 1}
     if phase == "jsft":
         out.update({"train.steps": JSFT_STEPS, "data.num_epochs": 3})
+    elif phase == "dpo":  # from scratch (the preset starts from an SFT run)
+        out.update({"train.steps": DPO_STEPS, "data.num_epochs": 2, "model.source": "tiny"})
     else:
         out.update({"self_judge.steps": SJ_STEPS, "model.source": "tiny"})
     return out
@@ -82,7 +95,9 @@ def base_env(cache) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SJJAX_")}
     # One compilation cache for the module: a program compiled by one run (e.g. the
     # training step on a mesh) is read back by the next run that needs it.
+    xla = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
     env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
+               XLA_FLAGS=" ".join(xla + COMPILE_FLAGS.split()),
                JAX_COMPILATION_CACHE_DIR=str(cache),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                SJJAX_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_S))
@@ -96,7 +111,7 @@ def _check(proc, started):
 
 def run_single(args, env, program=("-m", "sjjax.main"), timeout=600):
     """One process, 8 simulated devices."""
-    env = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = dict(env, XLA_FLAGS=f"{env['XLA_FLAGS']} --xla_force_host_platform_device_count=8")
     started = time.time()
     return _check(subprocess.run([sys.executable, *program, *args], cwd=ROOT, env=env,
                                  capture_output=True, text=True, timeout=timeout), started)
@@ -111,19 +126,26 @@ def run_two(args, env, program=None, timeout=600):
                                "--devices-per-process", "4", "--", *args], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=timeout)
         return _check(proc, started)
-    procs = [subprocess.Popen(argv, cwd=ROOT, env=penv, stdout=subprocess.PIPE,
+    # Output to files, not pipes: read one after the other, the pipe of a process that
+    # writes much would fill and block it, and through the collectives the other too.
+    logs = [tempfile.TemporaryFile("w+") for _ in range(2)]
+    procs = [subprocess.Popen(argv, cwd=ROOT, env=penv, stdout=log,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-             for argv, penv in launch_local.process_commands(args, 2, 4, environ=env,
-                                                             program=program)]
+             for log, (argv, penv) in zip(logs, launch_local.process_commands(
+                 args, 2, 4, environ=env, program=program))]
     try:
-        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+        deadline = started + timeout
+        for p in procs:
+            p.wait(timeout=max(deadline - time.time(), 1))
     finally:
         for p in procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
-    for p, out in zip(procs, outputs):
-        assert p.returncode == 0, out[-6000:]
+    for p, log in zip(procs, logs):
+        log.seek(0)
+        assert p.returncode == 0, log.read()[-6000:]
+        log.close()
     return time.time() - started
 
 
@@ -189,7 +211,8 @@ def runs(root, env):
     for phase, mesh in CASES:
         for n in (1, 2):
             run_dir = root / f"{phase}-{mesh_name(mesh)}-p{n}"
-            log = {"SJJAX_EXAMPLE_LOG": f"{run_dir}.examples"} if phase == "jsft" else {}
+            log = ({"SJJAX_EXAMPLE_LOG": f"{run_dir}.examples"} if phase in ("jsft", "dpo")
+                   else {})
             specs[n].append({"phase": phase, "env": log,
                              "overrides": overrides(phase, run_dir, root / "tfds", mesh)})
             out[phase, mesh, n] = run_dir
@@ -250,7 +273,7 @@ def kill_process_1(args, checkpoint, root, env) -> dict:
 def test_two_processes_match_one(runs, phase, mesh):
     one, meta_one = final_params(runs[phase, mesh, 1])
     two, meta_two = final_params(runs[phase, mesh, 2])
-    steps = JSFT_STEPS if phase == "jsft" else SJ_STEPS
+    steps = STEPS[phase]
     assert meta_one["step"] == meta_two["step"] == steps
     diff = max_diff(one, two)
     FIGURES[f"{phase} {mesh_name(mesh)} max |diff| 2 vs 1 process"] = diff
@@ -259,6 +282,26 @@ def test_two_processes_match_one(runs, phase, mesh):
     # metrics written once: one row per step
     rows = [json.loads(l) for l in open(runs[phase, mesh, 2] / "metrics.jsonl")]
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
+
+
+def test_dpo_processes_hold_the_whole_batch_each_pair_once_per_epoch(runs):
+    """Offline DPO on 2 processes: every process reads the global batch of pairs (the
+    single-process one) and each pair is used once per epoch."""
+    for mesh in [m for p, m in CASES if p == "dpo"]:
+        log = f"{runs['dpo', mesh, 2]}.examples"
+        p0, p1 = example_log(log, 0), example_log(log, 1)
+        single = example_log(f"{runs['dpo', mesh, 1]}.examples", 0)
+        assert p0 == p1 == single and len(single) == DPO_STEPS
+        n = json.load(open(runs["dpo", mesh, 2] / "final" / "meta.json"))["summary"]["examples"]
+        seen = set()
+        for step, rows in enumerate(single):
+            chosen, rejected = rows[:len(rows) // 2], rows[len(rows) // 2:]
+            assert chosen == rejected  # row i and row b + i are one pair
+            for i in (i for i in chosen if i >= 0):
+                assert i not in seen, f"pair {i} twice in an epoch (step {step})"
+                seen.add(i)
+            if len(seen) == n:
+                seen = set()
 
 
 def test_each_example_once_per_epoch_across_processes(runs):
