@@ -70,6 +70,7 @@ def run(config):
                 row["oracle"] = [oracle(p.meta, x) for x in texts[i]]
             f.write(json.dumps(row) + "\n")
     for size, q in sweep.items():
-        print(f"[tournament] N={size}: " + ", ".join(f"{k}={v:.3f}" for k, v in q.items()),
+        scalars = {k: v for k, v in q.items() if isinstance(v, (int, float))}  # not by stratum
+        print(f"[tournament] N={size}: " + ", ".join(f"{k}={v:.3f}" for k, v in scalars.items()),
               flush=True)
     return sweep
