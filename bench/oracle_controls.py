@@ -167,7 +167,9 @@ def main(argv=None) -> dict:
             for f in (args.flips if j == "oracle_noisy" else [0.0])]
     rows = [run_one(args, j, f, s, prompts, base) for j, f in runs for s in args.seeds]
     result = {"jsft": args.jsft, "greedy_jsft": base["greedy"],
-              "sampled_jsft": base["sampled"], "jsft_by_stratum": base, "steps": args.steps,
+              "sampled_jsft": base["sampled"],
+              "greedy_jsft_by_stratum": base["greedy_by_stratum"],
+              "sampled_jsft_by_stratum": base["sampled_by_stratum"], "steps": args.steps,
               "overrides": dict(args.set),
               "prompts": len(prompts), "runs": rows}
     stem = f"oracle_controls{'_' + args.tag if args.tag else ''}"

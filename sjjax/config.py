@@ -257,7 +257,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
         bad = [t for t in c.lora.targets if t not in PROJECTION_AXES or t == "lm_head"]
         _require(not bad, "lora.targets", f"unknown projections {bad}")
     if "train" in c:
-        chunk = c.train.get("loss_chunk", 0)
+        chunk = c.train.loss_chunk
         _require(isinstance(chunk, int) and chunk >= 0, "train.loss_chunk",
                  f"{chunk!r}: must be an int >= 0 (0 = unchunked)")
     if "mesh" in c:

@@ -52,7 +52,7 @@ def comparison_rows(evals: dict) -> list[dict]:
     rows = []
     for name, ev in evals.items():
         g, j, w = ev.get("greedy", {}), ev.get("judge", {}), ev.get("win_rate", {})
-        proof = ev.get("judge_shortcut_proof", {})
+        proof, own = ev.get("judge_shortcut_proof", {}), ev.get("judge_own_pairs", {})
         rows.append({"model": LABELS.get(name, name),
                      "oracle_accuracy": g.get("oracle_accuracy"),
                      "oracle_accuracy_sampled": ev.get("sampled", {}).get("oracle_accuracy"),
@@ -60,6 +60,8 @@ def comparison_rows(evals: dict) -> list[dict]:
                      "judge_bar": j.get("baselines", {}).get("best"),
                      "judge_accuracy_shortcut_proof": proof.get("accuracy"),
                      "shortcut_proof_bar": proof.get("baselines", {}).get("best"),
+                     "judge_accuracy_own_pairs": own.get("accuracy"),
+                     "own_pairs_bar": own.get("baselines", {}).get("best"),
                      "position_consistency": j.get("position_consistency"),
                      "win_rate": w.get("win_rate"),
                      "length_tokens": g.get("length_tokens"),
@@ -84,7 +86,7 @@ def judge_table(evals: dict) -> list[str]:
     on the same pairs and the best of them (the bar)."""
     lines = []
     for name, ev in evals.items():
-        for key in ("judge", "judge_shortcut_proof"):
+        for key in ("judge", "judge_shortcut_proof", "judge_own_pairs"):
             j = ev.get(key)
             if not j or not j.get("baselines"):
                 continue
@@ -253,8 +255,9 @@ def write_report(root: str) -> str:
     os.makedirs(out_dir, exist_ok=True)
     evals = load_evals(root)
     lines = [f"# Self-Judge report: `{root}`", ""]
-    cols = ("model", "oracle_accuracy", "oracle_accuracy_sampled", "judge_accuracy", "position_consistency", "judge_bar",
-            "judge_accuracy_shortcut_proof", "shortcut_proof_bar", "win_rate",
+    cols = ("model", "oracle_accuracy", "oracle_accuracy_sampled", "judge_accuracy",
+            "position_consistency", "judge_bar", "judge_accuracy_shortcut_proof",
+            "shortcut_proof_bar", "judge_accuracy_own_pairs", "own_pairs_bar", "win_rate",
             "length_tokens", "repetition_4gram")
     rows = comparison_rows(evals)
     if rows:

@@ -20,6 +20,7 @@ PHASE_FILES = ("sft", "jsft", "dpo", "self_judge", "tournament", "evaluate")
 SPECIAL = {"pod": ["llama2_7b,jsft,v4-32", "mistral_7b,self_judge,v5litepod-64,lora",
                    "llama3_8b,dpo,v5p-16,full"],
            "jsft_judge_fit": ["4", "2"],
+           "jsft_own_errors": [None, "none", "runs/tiny/sft"],
            "generate": [None]}
 
 

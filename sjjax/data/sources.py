@@ -3,7 +3,8 @@ splits of file sources, prompts for self-training, and the oracle.
 
 `config.data.sources` entries:
     {"format": "synthetic", "seed": 0, "n_sft": 400, "n_pairs": 400, "n_prompts": 64,
-     "wrong_fraction": 0.2, "families": [...], "levels": [...]}
+     "wrong_fraction": 0.2, "families": [...], "levels": [...],
+     "pairs": "labelled"}   ... or "shortcut_proof" (the pairs' wrong answers: PAIR_KINDS)
     {"format": "hh_rlhf", "path": ..., "split": "train", "heldout_fraction": 0.1,
      "max_records": 400, "kinds": ("conversations",)}
     ... `kinds`: which of the file's records are used (default all: conversations,
@@ -28,7 +29,11 @@ from sjjax.errors import ConfigError
 SPLITS = ("all", "train", "heldout")
 KINDS = ("conversations", "judgments", "prompts", "eval_items")
 SYNTHETIC_OPTIONS = {"seed", "n_sft", "n_pairs", "n_prompts", "wrong_fraction", "families",
-                     "levels", "split", "principle", "directions"}
+                     "levels", "split", "principle", "directions", "pairs"}
+# The wrong answers of a synthetic source's labelled pairs: the hand-made perturbations
+# (`synthetic.labelled_pairs`, which question-blind rules solve) or the ones chosen to
+# defeat those rules (`synthetic.shortcut_proof_pairs`).
+PAIR_KINDS = ("labelled", "shortcut_proof")
 
 
 def in_split(source: str, split: str, fraction: float) -> bool:
@@ -65,7 +70,9 @@ def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
     families = tuple(spec.get("families", synthetic.FAMILIES))
     levels = tuple(spec.get("levels", (1, 2, 3)))
     principle = spec.get("principle", "helpfulness")
-
+    pair_kind = spec.get("pairs", "labelled")
+    if pair_kind not in PAIR_KINDS:
+        raise ConfigError(f"config.{key}.pairs: {pair_kind!r}; expected one of {PAIR_KINDS}")
     directions = {k: tuple(v) for k, v in dict(spec.get("directions") or {}).items()}
 
     def draw(n, stream):
@@ -79,10 +86,12 @@ def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
     pairs = draw(count("n_pairs", "judgments"), "pairs")
     prompts = draw(count("n_prompts", "prompts"), "prompts")
     stats = ReadStats(f"synthetic(seed={seed}, split={split})")
+    judgments = (synthetic.judgments(pairs, seed, principle) if pair_kind == "labelled" else
+                 [x.judgment(principle) for x in synthetic.shortcut_proof_pairs(pairs, seed)])
     out = Records(
         conversations=synthetic.sft_conversations(sft, float(spec.get("wrong_fraction", 0.0)),
                                                   seed),
-        judgments=synthetic.judgments(pairs, seed, principle),
+        judgments=judgments,
         prompts=synthetic.prompts(prompts), stats=[stats])
     return out
 

@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 
 import jax
 
+from sjjax.data.synthetic import pairs_from_samples
 from sjjax.data.records import EvalItem, Prompt, render_context, user_turn
 from sjjax.evaluation.metrics import mean_or_nan, repetition_rate, win_rate
 from sjjax.generation import Responder, Responses
@@ -58,15 +59,34 @@ def greedy_quality(responder: Responder, prompts: Sequence[Prompt], key: jax.Arr
 
 def sampled_quality(responder: Responder, prompts: Sequence[Prompt], key: jax.Array,
                     oracle: Oracle | None, sampling: SamplingParams, num_samples: int, *,
-                    policy_params, policy_lora) -> dict:
+                    policy_params, policy_lora, replies: list | None = None) -> dict:
     """response_quality of `num_samples` sampled replies per prompt (the distribution
-    self-training draws from and sharpens; greedy decoding can hide a change in it)."""
+    self-training draws from and sharpens; greedy decoding can hide a change in it).
+    `replies`, when given a list, receives the replies ([P][num_samples] texts) for
+    callers that judge them too (`own_pairs`)."""
     out = respond(responder, policy_params, policy_lora, prompts, key, sampling, num_samples)
+    if replies is not None:
+        replies.extend(out.texts)
     texts = [t for ts in out.texts for t in ts]
     repeated = [p for p in prompts for _ in range(num_samples)]
     result = response_quality(repeated, texts, out.lengths.reshape(-1), oracle)
     result["samples_per_prompt"] = num_samples
     return result
+
+
+def own_pairs(prompts: Sequence[Prompt], replies: Sequence[Sequence[str]],
+              principle: str = "helpfulness"):
+    """The policy's own pairs, as the self-judge phase forms them: replies 0 and 1, 2 and
+    3, ... of each prompt; labelled by the synthetic oracle -> (the informative pairs as
+    Judgments, chosen = the right reply; SampleCounts of all pairs). These, not labelled
+    pairs, are what the judge must get right for self-training to help."""
+    paired, a, b = [], [], []
+    for prompt, texts in zip(prompts, replies):
+        for i in range(0, len(texts) - 1, 2):
+            paired.append(prompt)
+            a.append(texts[i])
+            b.append(texts[i + 1])
+    return pairs_from_samples(paired, a, b, principle)
 
 
 def win_rate_against_references(responder: Responder, judge: Judge, items: Sequence[EvalItem],

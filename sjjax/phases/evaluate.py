@@ -9,7 +9,9 @@ For the model in config.model.source (a run directory or pretrained weights):
   same pairs (`sjjax.evaluation.shortcuts`; their best is the bar). On the synthetic
   suite the old labelled pairs are shortcut-solvable (eval key "judge", marked so);
   "judge_shortcut_proof" is the same held-out questions with wrong answers that defeat
-  every question-blind rule (`synthetic.shortcut_proof_pairs`);
+  every question-blind rule (`synthetic.shortcut_proof_pairs`); "judge_own_pairs" is the
+  informative pairs of the model's own sampled replies (one right, one wrong, paired as
+  the self-judge phase pairs them), the pairs self-training depends on;
 - win rate of its replies against reference outputs (AlpacaEval), judged in both
   orders by config.evaluate.judge_source (default: the model itself);
 - mean response length and 4-gram repetition;
@@ -23,6 +25,7 @@ one or more eval.json files into a report.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -36,7 +39,7 @@ from sjjax.data import synthetic
 from sjjax.data.readers import read_alpaca_eval
 from sjjax.data.sources import load_oracle, read_sources
 from sjjax.data.templates import JudgePromptBuilder
-from sjjax.evaluation import (evaluate_judge, greedy_quality, sampled_quality,
+from sjjax.evaluation import (evaluate_judge, greedy_quality, own_pairs, sampled_quality,
                               stratified_prompts, synthetic_family, tournament_sweep,
                               win_rate_against_references)
 from sjjax.generation import Responder
@@ -132,6 +135,7 @@ def run(config):
     results = {"model": config.model.source, "label": ev.label or config.model.source,
                "judge": ev.judge_source or "self"}
 
+    replies: list = []  # [P][samples_per_prompt] sampled texts, judged as own pairs below
     if prompts:
         results["greedy"] = greedy_quality(responder, prompts, key, oracle,
                                            policy_params=policy.params, policy_lora=policy.lora)
@@ -140,11 +144,14 @@ def run(config):
             results["sampled"] = sampled_quality(
                 responder, prompts, jax.random.fold_in(key, 3), oracle,
                 sampling_params(config.sampling), ev.samples_per_prompt,
-                policy_params=policy.params, policy_lora=policy.lora)
+                policy_params=policy.params, policy_lora=policy.lora, replies=replies)
             log.info("sampled: %s", results["sampled"])
     proof = shortcut_proof_judgments(config) if ev.shortcut_proof else []
+    own, own_counts = (own_pairs(prompts, replies) if oracle is not None and prompts
+                       and ev.samples_per_prompt >= 2 else ([], None))
     for name, pairs, kind in (("judge", judgments, "labelled"),
-                              ("judge_shortcut_proof", proof, "shortcut-proof")):
+                              ("judge_shortcut_proof", proof, "shortcut-proof"),
+                              ("judge_own_pairs", own, "the model's own informative pairs")):
         if not pairs:
             continue
         results[name] = evaluate_judge(judge, judge_policy.params, judge_policy.lora, pairs,
@@ -156,6 +163,9 @@ def run(config):
                  "%s %.3f", name, results[name]["accuracy"],
                  results[name]["position_consistency"], results[name]["ties"],
                  results[name]["baselines"]["best_rule"], results[name]["baselines"]["best"])
+    if own_counts is not None:  # how the own pairs split, informative or not
+        results.setdefault("judge_own_pairs", {"n": 0})["pair_counts"] = \
+            dataclasses.asdict(own_counts)
     if ev.tournament_sizes and prompts:
         sweep, _, _ = tournament_sweep(responder, judge, tournament_prompts(config, prompts),
                                        tuple(ev.tournament_sizes), jax.random.fold_in(key, 1),
@@ -170,6 +180,7 @@ def run(config):
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     print(f"[evaluate] {results['label']}: " + json.dumps(
-        {k: results[k] for k in ("greedy", "sampled", "judge", "judge_shortcut_proof") if k in results}, default=str)[:600],
+        {k: results[k] for k in ("greedy", "sampled", "judge", "judge_shortcut_proof",
+                                      "judge_own_pairs") if k in results}, default=str)[:600],
         flush=True)
     return results

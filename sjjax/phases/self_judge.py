@@ -228,10 +228,7 @@ class SelfJudgeTask:
                            pad_id=tok.pad_token_id, rules=JudgeRules.from_config(c.judge))
 
     def make_step(self, weights, optimizer, schedule):
-        spec = LossSpec(lora=weights.use_lora, beta=self.config.dpo.beta,
-                        dpo_type=self.config.dpo.loss_type,
-                        label_smoothing=self.config.dpo.label_smoothing,
-                        loss_chunk=self.config.train.loss_chunk)
+        spec = LossSpec.from_config(self.config, weights.use_lora)
         return make_dpo_step(weights.graphdef, optimizer, spec, schedule)
 
     def step_args(self, weights) -> tuple:

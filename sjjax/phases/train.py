@@ -88,10 +88,7 @@ class SupervisedTask:
         pass
 
     def make_step(self, weights, optimizer, schedule):
-        t, d = self.config.train, self.config.dpo
-        spec = LossSpec(lora=weights.use_lora, normalize=t.loss_normalization,
-                        judge_weight=t.judge_loss_weight, beta=d.beta, dpo_type=d.loss_type,
-                        label_smoothing=d.label_smoothing, loss_chunk=t.get("loss_chunk", 512))
+        spec = LossSpec.from_config(self.config, weights.use_lora)
         builder = make_dpo_step if self.pairs else make_sft_step
         return builder(weights.graphdef, optimizer, spec, schedule)
 

@@ -44,6 +44,14 @@ class LossSpec:
     # [b, T, V] float32 logits are never held whole (see chunked_token_logprobs).
     loss_chunk: int = 512
 
+    @classmethod
+    def from_config(cls, config, lora: bool) -> "LossSpec":
+        """The loss settings of config.train and config.dpo (the one place they are read)."""
+        t, d = config.train, config.dpo
+        return cls(lora=lora, normalize=t.loss_normalization,
+                   judge_weight=t.judge_loss_weight, beta=d.beta, dpo_type=d.loss_type,
+                   label_smoothing=d.label_smoothing, loss_chunk=t.loss_chunk)
+
 
 def _model(graphdef, trainable, frozen, spec: LossSpec):
     params, lora = (frozen, trainable) if spec.lora else (trainable, {})

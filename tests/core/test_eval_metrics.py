@@ -142,3 +142,27 @@ def test_sampled_quality_scores_every_reply_and_splits_by_stratum():
     assert out["oracle_accuracy"] == 0.5
     assert out["oracle_accuracy_by_stratum"] == {"compare:1": 0.75, "sort:1": 0.0}
     assert out["samples_per_prompt"] == 2 and out["length_tokens"] == 1.0
+
+
+def test_own_pairs_pairs_replies_as_the_self_judge_phase_does():
+    """Replies (0, 1), (2, 3) of each prompt; by hand: prompt 7 -> ("7", "3") informative
+    (chosen "7"), ("7", "7") identical; prompt 8 -> ("2", "1") both wrong, ("8", "9")
+    informative (chosen "8"); a fifth reply has no partner and is left out."""
+    from sjjax.data.records import Prompt
+    from sjjax.evaluation import own_pairs
+
+    def prompt(answer):
+        return Prompt(({"role": "user", "content": f"q{answer}"},), f"q{answer}",
+                      {"family": "compare", "level": 1, "numbers": [int(answer), 1],
+                       "direction": "larger", "answer": answer},
+                      source=f"synthetic:0:prompts:compare:1:{answer}")
+
+    replies = [["The answer is 7.", "The answer is 3.", "The answer is 7.", " The answer is 7."],
+               ["The answer is 2.", "The answer is 1.", "The answer is 9.", "The answer is 8.",
+                "The answer is 5."]]
+    judgments, counts = own_pairs([prompt("7"), prompt("8")], replies)
+    assert [(j.chosen, j.rejected) for j in judgments] == [
+        ("The answer is 7.", "The answer is 3."), ("The answer is 8.", "The answer is 9.")]
+    assert (counts.informative, counts.identical, counts.both_wrong, counts.both_correct) == (
+        2, 1, 1, 0)
+    assert judgments[0].source.startswith("synthetic:0:prompts:compare:1")

@@ -18,13 +18,16 @@ def test_report_puts_the_bar_beside_each_judge_accuracy(tmp_path):
     root = str(tmp_path)
     os.makedirs(f"{root}/eval/jsft")
     ev = {"greedy": {"oracle_accuracy": 0.5}, "judge": _judge(0.95, 1.0, "labelled"),
-          "judge_shortcut_proof": _judge(0.6, 0.52, "shortcut-proof")}
+          "judge_shortcut_proof": _judge(0.6, 0.52, "shortcut-proof"),
+          "judge_own_pairs": _judge(0.4, 0.9, "the model's own informative pairs")}
     with open(f"{root}/eval/jsft/eval.json", "w") as f:
         json.dump(ev, f)
     row = comparison_rows({"jsft": ev})[0]
     assert (row["judge_accuracy"], row["judge_bar"]) == (0.95, 1.0)
     assert (row["judge_accuracy_shortcut_proof"], row["shortcut_proof_bar"]) == (0.6, 0.52)
+    assert (row["judge_accuracy_own_pairs"], row["own_pairs_bar"]) == (0.4, 0.9)
     table = judge_table({"jsft": ev})
+    assert any("own informative" in line and "0.900 (larger_number)" in line for line in table)
     assert any("shortcut-proof" in line and "0.520 (larger_number)" in line for line in table)
     text = open(write_report(root)).read()
     assert "question-blind bar" in text and "judge bar" in text

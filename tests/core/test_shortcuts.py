@@ -95,3 +95,21 @@ def test_shortcut_proof_pairs_are_deterministic():
     a = synthetic.shortcut_proof_pairs(tasks, seed=3)
     assert a == synthetic.shortcut_proof_pairs(tasks, seed=3)
     assert [p.chosen for p in a] == [t.demonstration() for t in tasks]
+
+
+def test_a_synthetic_source_can_train_on_shortcut_proof_pairs():
+    """`pairs: shortcut_proof` in a synthetic source: the same tasks' judgments, with the
+    wrong answers of `shortcut_proof_pairs` (defeating the rules) in place of the
+    hand-made ones; a value that is neither kind names its config key."""
+    from sjjax.data.sources import read_synthetic
+    from sjjax.errors import ConfigError
+    spec = dict(format="synthetic", seed=0, n_pairs=300, families=("compare",), levels=(1, 2))
+    old = read_synthetic(spec).judgments
+    new = read_synthetic({**spec, "pairs": "shortcut_proof"}).judgments
+    assert [j.chosen for j in old] == [j.chosen for j in new]
+    assert [j.rejected for j in old] != [j.rejected for j in new]
+    tasks = synthetic.generate(0, 300, "train", ("compare",), (1, 2), stream="pairs")
+    assert [j.rejected for j in new] == [
+        p.judgment().rejected for p in synthetic.shortcut_proof_pairs(tasks, 0)]
+    with pytest.raises(ConfigError, match=r"config\.data\.sources\[0\]\.pairs: 'proof'"):
+        read_synthetic({**spec, "pairs": "proof"})

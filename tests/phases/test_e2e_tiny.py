@@ -38,8 +38,8 @@ def full_size(phase, root, **overrides):
     return apply_overrides(c, overrides)
 
 
-def evaluate(root, name, source):
-    c = full_size("evaluate", root, **{"model.source": source})
+def evaluate(root, name, source, **overrides):
+    c = full_size("evaluate", root, **{"model.source": source, **overrides})
     c.run_dir = f"{root}/eval_{name}"
     return run_phase(c)
 
@@ -52,7 +52,8 @@ def tiny_runs(tmp_path_factory):
 
 
 def test_jsft_beats_untrained_model(tiny_runs):
-    trained = evaluate(tiny_runs, "jsft", f"{tiny_runs}/jsft")
+    trained = evaluate(tiny_runs, "jsft", f"{tiny_runs}/jsft",
+                       **{"evaluate.samples_per_prompt": 2})
     untrained = evaluate(tiny_runs, "untrained", "tiny")
     assert untrained["greedy"]["oracle_accuracy"] < 0.05
     assert (trained["greedy"]["oracle_accuracy"]
@@ -60,6 +61,11 @@ def test_jsft_beats_untrained_model(tiny_runs):
     assert (trained["judge"]["accuracy"]
             >= untrained["judge"]["accuracy"] + JUDGE_MARGIN), (trained, untrained)
     assert trained["judge"]["accuracy"] > trained["judge"]["longer_wins_accuracy"]
+    # The own pairs: one per prompt (2 samples), every one counted, the informative judged.
+    own = trained["judge_own_pairs"]
+    assert sum(own["pair_counts"].values()) == 96
+    assert own["n"] == own["pair_counts"]["informative"]
+    assert trained["sampled"]["samples_per_prompt"] == 2
 
 
 def test_self_judge_and_tournament_run_from_jsft(tiny_runs):
