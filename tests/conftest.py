@@ -13,6 +13,30 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than ~30 s on a 2-core CPU")
+    _share_compilations()
+
+
+_CREATED_CACHE: list[str] = []  # the cache directory this process made (removed at exit)
+
+
+def pytest_unconfigure(config):
+    import shutil
+    for path in _CREATED_CACHE:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _share_compilations() -> None:
+    """One persistent XLA compilation cache for the whole test session (its xdist
+    workers and the subprocesses they start inherit it through the environment): the
+    pipeline tests compile the same sampler, judge and training programs in phase after
+    phase. Set here, before any test imports jax; the first pytest process (the xdist
+    controller) picks the directory, a fresh one per session."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        import tempfile
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="sjjax-test-xla-")
+        _CREATED_CACHE.append(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 @pytest.fixture(scope="session")

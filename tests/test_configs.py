@@ -21,7 +21,8 @@ SPECIAL = {"pod": ["llama2_7b,jsft,v4-32", "mistral_7b,self_judge,v5litepod-64,l
                    "llama3_8b,dpo,v5p-16,full"],
            "jsft_judge_fit": ["4", "2"],
            "jsft_own_errors": [None, "none", "runs/tiny/sft"],
-           "generate": [None]}
+           "generate": [None],
+           "judge_pairs": ["pairs.jsonl", "pairs.jsonl,smollm2"]}
 
 
 def load(name: str):
@@ -55,6 +56,35 @@ def test_config_file_loads_and_validates(name, arg):
     else:
         validate_phase_config(config)
         assert config.phase in PHASE_NAMES
+
+
+def test_judge_pairs_config_judges_every_pair_of_the_file(tmp_path):
+    """configs/judge_pairs.py on a hand-made file: every pair is judged (none held back
+    by the split), and the question-blind baselines are those of the hand-made pairs:
+    the chosen answer is the question's number, the rejected one is not."""
+    import json
+
+    from sjjax.phases import run_phase
+    from tests.phases.tiny_config import apply_overrides
+    path = tmp_path / "pairs.jsonl"
+    with open(path, "w") as f:
+        for i in range(12):
+            a, b = 10 + i, 50 + i
+            f.write(json.dumps({
+                "prompt": [{"role": "user", "content": f"Which is larger, {a} or {b}?"}],
+                "chosen": [{"role": "assistant", "content": f"The answer is {b}."}],
+                "rejected": [{"role": "assistant", "content": f"The answer is {b + 7}."}]}) + "\n")
+    config = load("judge_pairs").get_config(str(path))
+    config.model.source = "tiny"
+    config.run_dir = str(tmp_path / "out")
+    apply_overrides(config, {"model.tiny.hidden_size": 32, "model.tiny.intermediate_size": 64,
+                             "model.tiny.num_layers": 1, "model.tiny.num_heads": 2,
+                             "model.tiny.num_kv_heads": 1, "model.tiny.head_dim": 16})
+    result = run_phase(config)["judge"]
+    assert result["n"] == 12 and 0 <= result["accuracy"] <= 1
+    assert result["baselines"]["reuses_question_numbers"] == 1.0
+    assert result["baselines"]["larger_number"] == 0.0  # the rejected number is larger
+    assert "greedy" not in json.load(open(tmp_path / "out" / "eval.json"))
 
 
 def test_judge_fit_config_builds_its_pairs():

@@ -7,8 +7,8 @@ from typing import Callable, Sequence
 
 import jax
 
-from sjjax.data.synthetic import pairs_from_samples
 from sjjax.data.records import EvalItem, Prompt, render_context, user_turn
+from sjjax.data.synthetic import pairs_from_samples
 from sjjax.evaluation.metrics import mean_or_nan, repetition_rate, win_rate
 from sjjax.generation import Responder, Responses
 from sjjax.judge import Judge

@@ -26,8 +26,16 @@ def command(phase, root, *extra):
     return [sys.executable, "tests/phases/run_phase.py", phase, str(root), *extra]
 
 
-def run(cmd, timeout=900):
+def subprocess_env() -> dict:
+    """The tests' environment without the session's compilation cache: a run that read
+    its programs from the cache would race to its end before the test can kill it."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    return env
+
+
+def run(cmd, timeout=900):
+    env = subprocess_env()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -43,7 +51,7 @@ def final_params(run_dir):
 
 def start_and_wait_for_checkpoint(cmd, run_dir, step, timeout=600):
     """Starts cmd; returns the process once checkpoint `step` exists."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = subprocess_env()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     target = os.path.join(run_dir, "checkpoints", str(step))
@@ -67,19 +75,35 @@ def kill_after_checkpoint(cmd, run_dir, step, timeout=600):
     assert not os.path.exists(os.path.join(run_dir, "final", "meta.json"))
 
 
-@pytest.mark.parametrize("phase,extra", [
-    ("jsft", ["train.steps=24", "checkpoint.every_steps=8"]),
-    ("self_judge", ["self_judge.steps=6", "checkpoint.every_steps=2", "model.source=tiny"]),
-])
-def test_kill_and_resume_equals_uninterrupted(tmp_path, phase, extra):
-    run(command(phase, tmp_path / "straight", *extra))
+# Each phase's run: the killed and the stopped run of a phase both end where its one
+# uninterrupted run (`straight`, run once per phase for the module) ends.
+RUNS = {"jsft": ["train.steps=44", "checkpoint.every_steps=8"],
+        "self_judge": ["self_judge.steps=8", "checkpoint.every_steps=2", "model.source=tiny"]}
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """phase -> (final params, meta) of its uninterrupted run, run on first use."""
+    done = {}
+
+    def get(phase):
+        if phase not in done:
+            root = tmp_path_factory.mktemp(f"straight_{phase}")
+            run(command(phase, root, *RUNS[phase]))
+            done[phase] = final_params(root / phase)
+        return done[phase]
+    return get
+
+
+@pytest.mark.parametrize("phase,extra", RUNS.items())
+def test_kill_and_resume_equals_uninterrupted(tmp_path, straight, phase, extra):
     killed_root = tmp_path / "killed"
     cmd = command(phase, killed_root, *extra)
     every = int(extra[1].split("=")[1])
     total = int(extra[0].split("=")[1])
     kill_after_checkpoint(cmd, killed_root / phase, every)
     run(cmd)  # the same command again: resumes from its last checkpoint
-    a, meta_a = final_params(tmp_path / "straight" / phase)
+    a, meta_a = straight(phase)
     b, meta_b = final_params(killed_root / phase)
     assert meta_a["step"] == meta_b["step"] == total
     jax.tree.map(np.testing.assert_array_equal, a, b)
@@ -87,14 +111,10 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path, phase, extra):
     assert any(float(np.abs(np.asarray(x)).sum()) > 0 for x in jax.tree.leaves(a))
 
 
-@pytest.mark.parametrize("phase,extra", [
-    ("jsft", ["train.steps=44", "checkpoint.every_steps=8"]),
-    ("self_judge", ["self_judge.steps=8", "checkpoint.every_steps=2", "model.source=tiny"]),
-])
-def test_sigterm_saves_the_step_it_stopped_at_and_resumes(tmp_path, phase, extra):
+@pytest.mark.parametrize("phase,extra", RUNS.items())
+def test_sigterm_saves_the_step_it_stopped_at_and_resumes(tmp_path, straight, phase, extra):
     total = int(extra[0].split("=")[1])
     every = int(extra[1].split("=")[1])
-    run(command(phase, tmp_path / "straight", *extra))
     stopped_root = tmp_path / "stopped"
     cmd = command(phase, stopped_root, *extra)
     run_dir = stopped_root / phase
@@ -114,7 +134,7 @@ def test_sigterm_saves_the_step_it_stopped_at_and_resumes(tmp_path, phase, extra
     assert saved[-1] == stopped_at  # the step it stopped at, multiple of every_steps or not
     assert not os.path.exists(run_dir / "final" / "meta.json")
     run(cmd)  # resumes from the saved step
-    a, meta_a = final_params(tmp_path / "straight" / phase)
+    a, meta_a = straight(phase)
     b, meta_b = final_params(run_dir)
     assert meta_a["step"] == meta_b["step"] == total
     jax.tree.map(np.testing.assert_array_equal, a, b)
