@@ -18,8 +18,7 @@ from sjjax.evaluation.judge_eval import JudgeEval, evaluate_judge, synthetic_fam
 from sjjax.evaluation.metrics import (judge_accuracy, longer_wins_accuracy, mean_or_nan,
                                       repetition_rate, response_stats, win_rate)
 from sjjax.evaluation.responses import (Oracle, greedy_quality, own_pairs, prompt_stratum,
-                                        respond,
-                                        response_quality, sampled_quality,
+                                        respond, response_quality, sampled_quality,
                                         win_rate_against_references)
 from sjjax.evaluation.shortcuts import (RULES as SHORTCUT_RULES, baseline_accuracies,
                                         labelled_baselines, rule_votes)
@@ -28,6 +27,5 @@ from sjjax.evaluation.sweep import stratified_prompts, tournament_sweep
 __all__ = ["JudgeEval", "Oracle", "SHORTCUT_RULES", "baseline_accuracies", "evaluate_judge",
            "greedy_quality", "judge_accuracy", "labelled_baselines", "longer_wins_accuracy",
            "mean_or_nan", "own_pairs", "prompt_stratum", "repetition_rate", "respond",
-           "response_quality",
-           "response_stats", "rule_votes", "sampled_quality", "stratified_prompts", "synthetic_family",
+           "response_quality", "response_stats", "rule_votes", "sampled_quality", "stratified_prompts", "synthetic_family",
            "tournament_sweep", "win_rate", "win_rate_against_references"]

@@ -179,8 +179,7 @@ def run(config):
     path = os.path.join(config.run_dir, "eval.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
+    shown = ("greedy", "sampled", "judge", "judge_shortcut_proof", "judge_own_pairs")
     print(f"[evaluate] {results['label']}: " + json.dumps(
-        {k: results[k] for k in ("greedy", "sampled", "judge", "judge_shortcut_proof",
-                                      "judge_own_pairs") if k in results}, default=str)[:600],
-        flush=True)
+        {k: results[k] for k in shown if k in results}, default=str)[:600], flush=True)
     return results
