@@ -7,7 +7,10 @@ measures for each run
   over the run's steps, as the report does), beside the best question-blind rule's on
   the same pairs;
 - the policy's oracle accuracy on held-out prompts before (the JSFT model) and after,
-  greedy and sampled (4 replies each at the preset's sampling settings), and the gains.
+  greedy and sampled (4 replies each at the preset's sampling settings), and the gains;
+  with --train-prompts N, the same on N stratified *training* prompts (those the loop
+  samples), which tells a loop that fails to fit from one that fits and does not
+  generalise.
 Writes OUT/oracle_controls.json and OUT/oracle_controls.png (greedy- and sampled-accuracy
 gain against judge agreement: one point per run, the reference judge's runs marked apart).
 
@@ -29,10 +32,10 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _prompts(config, n: int, seed: int):
+def _prompts(config, n: int, seed: int, split: str = "heldout"):
     from sjjax.data.sources import load_prompts
     from sjjax.evaluation import stratified_prompts
-    return stratified_prompts(load_prompts(config, split="heldout"), n, seed)
+    return stratified_prompts(load_prompts(config, split=split), n, seed)
 
 
 SAMPLES = 4  # sampled replies per held-out prompt (the preset's sampling settings)
@@ -59,7 +62,8 @@ def policy_accuracy(config, source: str, prompts) -> dict:
             "sampled_by_stratum": sampled.get("oracle_accuracy_by_stratum")}
 
 
-def run_one(args, judge: str, flip: float, seed: int, prompts, base: dict) -> dict:
+def run_one(args, judge: str, flip: float, seed: int, prompts, base: dict,
+            train_prompts=None, train_base=None) -> dict:
     from sjjax import presets
     from sjjax.checkpoint import has_final
     from sjjax.metrics import read_metrics
@@ -83,7 +87,15 @@ def run_one(args, judge: str, flip: float, seed: int, prompts, base: dict) -> di
     summary = self_judge_summary(read_metrics(c.run_dir, "self_judge"))
     # Measured at the preset's settings (sampling included), whatever the run overrode.
     after = policy_accuracy(presets.make("self_judge", args.preset), c.run_dir, prompts)
-    return {"run": name, "judge": judge, "flip": flip, "seed": seed,
+    train = {}
+    if train_prompts:  # the prompts it trained on: did the loop fit them?
+        t = policy_accuracy(presets.make("self_judge", args.preset), c.run_dir, train_prompts)
+        train = {"train_greedy_before": train_base["greedy"], "train_greedy_after": t["greedy"],
+                 "train_gain": t["greedy"] - train_base["greedy"],
+                 "train_sampled_before": train_base["sampled"],
+                 "train_sampled_after": t["sampled"],
+                 "train_sampled_gain": t["sampled"] - train_base["sampled"]}
+    return {**train, "run": name, "judge": judge, "flip": flip, "seed": seed,
             "judge_agreement": summary["judge_agreement"],
             "shortcut_agreement_best": summary["shortcut_agreement_best"],
             "informative_pairs": summary["informative_pairs"],
@@ -96,12 +108,13 @@ def run_one(args, judge: str, flip: float, seed: int, prompts, base: dict) -> di
 
 
 def set_key(config, key: str, text: str) -> None:
-    """config.<dotted key> = the value `text` spells (a Python literal, else a string)."""
+    """config.<dotted key> = the value `text` spells (a Python literal, else a string);
+    a number in the key indexes a sequence: data.sources.0.n_prompts=2048."""
     import ast
     node = config
     *path, last = key.split(".")
     for part in path:
-        node = node[part]
+        node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
     try:
         node[last] = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -152,6 +165,9 @@ def main(argv=None) -> dict:
     p.add_argument("--flips", type=float, nargs="*", default=[0.1, 0.2, 0.3, 0.4, 0.5])
     p.add_argument("--judges", nargs="+", default=["oracle", "oracle_noisy", "reference"])
     p.add_argument("--prompts", type=int, default=128, help="held-out prompts for greedy")
+    p.add_argument("--train-prompts", type=int, default=0,
+                   help="also measure on this many stratified training prompts (the ones "
+                        "self-training samples: it tells fitting from generalising)")
     p.add_argument("--set", type=key_value, nargs="*", default=[], metavar="KEY=VALUE",
                    help="self-judge config overrides, e.g. train.learning_rate=5e-4")
     p.add_argument("--tag", default="", help="a prefix of the run names (for --set sweeps)")
@@ -161,17 +177,24 @@ def main(argv=None) -> dict:
     config = presets.make("self_judge", args.preset)
     prompts = _prompts(config, args.prompts, 0)
     base = policy_accuracy(config, args.jsft, prompts)
+    train_prompts = (_prompts(config, args.train_prompts, 0, "train")
+                     if args.train_prompts else None)
+    train_base = policy_accuracy(config, args.jsft, train_prompts) if train_prompts else None
     print(f"JSFT oracle accuracy on {len(prompts)} held-out prompts: greedy "
           f"{base['greedy']:.3f}, sampled {base['sampled']:.3f} ({SAMPLES} each)", flush=True)
     runs = [(j, f) for j in args.judges
             for f in (args.flips if j == "oracle_noisy" else [0.0])]
-    rows = [run_one(args, j, f, s, prompts, base) for j, f in runs for s in args.seeds]
+    rows = [run_one(args, j, f, s, prompts, base, train_prompts, train_base)
+            for j, f in runs for s in args.seeds]
     result = {"jsft": args.jsft, "greedy_jsft": base["greedy"],
               "sampled_jsft": base["sampled"],
               "greedy_jsft_by_stratum": base["greedy_by_stratum"],
               "sampled_jsft_by_stratum": base["sampled_by_stratum"], "steps": args.steps,
               "overrides": dict(args.set),
               "prompts": len(prompts), "runs": rows}
+    if train_base:
+        result.update(train_prompts=len(train_prompts), greedy_jsft_train=train_base["greedy"],
+                      sampled_jsft_train=train_base["sampled"])
     stem = f"oracle_controls{'_' + args.tag if args.tag else ''}"
     with open(os.path.join(args.out, stem + ".json"), "w") as f:
         json.dump(result, f, indent=2)
@@ -180,7 +203,9 @@ def main(argv=None) -> dict:
         print(f"{r['run']:28s} agreement {r['judge_agreement']} (best shortcut "
               f"{r['shortcut_agreement_best']}) greedy {r['greedy_before']:.3f} -> "
               f"{r['greedy_after']:.3f}, sampled {r['sampled_before']:.3f} -> "
-              f"{r['sampled_after']:.3f}", flush=True)
+              f"{r['sampled_after']:.3f}" + (
+                  f"; training prompts greedy {r['train_greedy_before']:.3f} -> "
+                  f"{r['train_greedy_after']:.3f}" if "train_gain" in r else ""), flush=True)
     return result
 
 

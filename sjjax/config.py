@@ -144,6 +144,9 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         beta=0.1,                    # strength of the KL-like regulariser
         loss_type="sigmoid",         # sigmoid (DPO) | hinge | ipo
         label_smoothing=0.0,         # conservative DPO (sigmoid loss)
+        # alpha >= 0: add alpha x the chosen response's per-token NLL to each pair's loss
+        # (RPO, Pang et al. 2024; TRL's rpo_alpha). 0 = the paper's plain DPO.
+        nll_weight=0.0,
     ))
 
     # ---------------------------------------------------------------- self-judge phase
@@ -260,6 +263,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
         chunk = c.train.loss_chunk
         _require(isinstance(chunk, int) and chunk >= 0, "train.loss_chunk",
                  f"{chunk!r}: must be an int >= 0 (0 = unchunked)")
+    if "dpo" in c:
+        alpha = c.dpo.get("nll_weight", 0.0)
+        _require(isinstance(alpha, (int, float)) and alpha >= 0, "dpo.nll_weight",
+                 f"{alpha!r}: must be a number >= 0 (0 = plain DPO)")
     if "mesh" in c:
         _require(len(c.mesh.shape) == len(c.mesh.axes), "mesh.shape",
                  f"{tuple(c.mesh.shape)} does not match axes {tuple(c.mesh.axes)}")

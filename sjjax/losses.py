@@ -1,4 +1,5 @@
-"""Losses: masked token cross-entropy, sequence log-probs, DPO (sigmoid, hinge, IPO).
+"""Losses: masked token cross-entropy, sequence log-probs, DPO (sigmoid, hinge, IPO; an
+optional NLL term on the chosen response, RPO).
 
 Alignment convention (shared with the data pipeline): `loss_mask[b, i]` True means
 token i of row b is a target, predicted from the logits at position i - 1.
@@ -138,6 +139,8 @@ class DPOOutput(NamedTuple):
     metrics: dict                # the scalars TRL logs (means over valid pairs)
     chosen_rewards: jax.Array    # [P] beta * (log pi(y_w) - log pi_ref(y_w))
     rejected_rewards: jax.Array  # [P]
+    chosen_nll: jax.Array        # [P] -log pi(y_w) / |y_w| (0 unless nll_weight > 0 or
+                                 # chosen_tokens is given)
 
 
 DPOType = Literal["sigmoid", "hinge", "ipo"]
@@ -145,7 +148,8 @@ DPOType = Literal["sigmoid", "hinge", "ipo"]
 
 def dpo_loss(policy_chosen: jax.Array, policy_rejected: jax.Array, ref_chosen: jax.Array,
              ref_rejected: jax.Array, beta: float = 0.1, loss_type: DPOType = "sigmoid",
-             valid: jax.Array | None = None, label_smoothing: float = 0.0) -> DPOOutput:
+             valid: jax.Array | None = None, label_smoothing: float = 0.0,
+             nll_weight: float = 0.0, chosen_tokens: jax.Array | None = None) -> DPOOutput:
     """Direct Preference Optimisation on sequence log-probs [P] of P pairs.
 
     h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l))
@@ -153,6 +157,10 @@ def dpo_loss(policy_chosen: jax.Array, policy_rejected: jax.Array, ref_chosen: j
                -(1-eps) log sigma(beta h) - eps log sigma(-beta h))
       hinge:   max(0, 1 - beta h)
       ipo:     (h - 1/(2 beta))^2
+    nll_weight = alpha > 0 adds alpha * (-log pi(y_w) / |y_w|) to each pair's loss: the
+    chosen response's per-token NLL (RPO, Pang et al. 2024's iterative reasoning
+    preference optimisation; TRL's `rpo_alpha`). It keeps DPO from lowering the chosen
+    response's likelihood along with the rejected one's. chosen_tokens [P]: |y_w|.
     `valid` [P] bool drops pairs from the loss and from every statistic (e.g. pairs
     whose two responses are identical carry no signal).
     """
@@ -168,6 +176,12 @@ def dpo_loss(policy_chosen: jax.Array, policy_rejected: jax.Array, ref_chosen: j
         losses = (h - 1 / (2 * beta)) ** 2
     else:
         raise ValueError(f"loss_type={loss_type!r}; expected sigmoid, hinge or ipo")
+    if nll_weight and chosen_tokens is None:
+        raise ValueError("nll_weight > 0 needs chosen_tokens (|y_w| per pair)")
+    chosen_nll = (jnp.zeros_like(losses) if chosen_tokens is None else
+                  -policy_chosen / jnp.maximum(chosen_tokens.astype(losses.dtype), 1.0))
+    if nll_weight:
+        losses = losses + nll_weight * chosen_nll
     v = jnp.ones_like(losses) if valid is None else valid.astype(losses.dtype)
     n = jnp.maximum(v.sum(), 1.0)
 
@@ -182,6 +196,8 @@ def dpo_loss(policy_chosen: jax.Array, policy_rejected: jax.Array, ref_chosen: j
         "rewards/margins": mean(margins),
         "logps/chosen": mean(policy_chosen),
         "logps/rejected": mean(policy_rejected),
+        "nll/chosen": mean(chosen_nll),
         "pairs/valid": v.sum(),
     }
-    return DPOOutput(mean(losses), losses * v, metrics, chosen_rewards, rejected_rewards)
+    return DPOOutput(mean(losses), losses * v, metrics, chosen_rewards, rejected_rewards,
+                     chosen_nll)

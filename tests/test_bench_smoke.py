@@ -51,3 +51,18 @@ def test_greedy_headroom_shares_by_hand():
     assert h["greedy_wrong_right_in_2"] == pytest.approx(1 / 3)
     assert h["greedy_wrong_right_in_k"] == pytest.approx(2 / 3)
     assert h["informative_pairs"] == 0.5  # pairs (0,1), (2,3): 1+0, 1+0, 0+1 of 6
+
+
+def test_oracle_controls_set_key_indexes_sequences():
+    """--set data.sources.0.n_prompts=2048 reaches the dict inside the sources tuple;
+    values are Python literals, else strings."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from oracle_controls import set_key
+
+    from sjjax import presets
+    config = presets.make("self_judge", "tiny")
+    set_key(config, "data.sources.0.n_prompts", "2048")
+    set_key(config, "dpo.nll_weight", "1.0")
+    set_key(config, "self_judge.judge", "oracle")
+    assert config.data.sources[0]["n_prompts"] == 2048
+    assert config.dpo.nll_weight == 1.0 and config.self_judge.judge == "oracle"

@@ -113,3 +113,12 @@ def test_config_schema_imports_no_phase():
     import sys
     code = "import sys, sjjax.config; assert 'sjjax.phases' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("bad", [-0.5, "one"])
+def test_negative_or_non_numeric_nll_weight_names_the_key(bad):
+    from sjjax.config import ConfigError, validate
+    config = presets.make("self_judge", "tiny")
+    config.dpo.nll_weight = bad
+    with pytest.raises(ConfigError, match=r"config\.dpo\.nll_weight"):
+        validate(config)

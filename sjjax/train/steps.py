@@ -40,6 +40,7 @@ class LossSpec:
     beta: float = 0.1
     dpo_type: str = "sigmoid"      # sigmoid | hinge | ipo
     label_smoothing: float = 0.0
+    nll_weight: float = 0.0        # RPO: alpha x the chosen response's per-token NLL
     # Sequence positions per chunk of the loss's logits (0 = all at once): the
     # [b, T, V] float32 logits are never held whole (see chunked_token_logprobs).
     loss_chunk: int = 512
@@ -50,7 +51,8 @@ class LossSpec:
         t, d = config.train, config.dpo
         return cls(lora=lora, normalize=t.loss_normalization,
                    judge_weight=t.judge_loss_weight, beta=d.beta, dpo_type=d.loss_type,
-                   label_smoothing=d.label_smoothing, loss_chunk=t.loss_chunk)
+                   label_smoothing=d.label_smoothing, nll_weight=d.nll_weight,
+                   loss_chunk=t.loss_chunk)
 
 
 def _model(graphdef, trainable, frozen, spec: LossSpec):
@@ -170,7 +172,8 @@ def make_dpo_step(graphdef, optimizer, spec: LossSpec, schedule=None):
         ref_logps = jax.lax.stop_gradient(
             sequence_logprobs_from_logprobs(ref_logp, mb["loss_mask"]))
         out = dpo_loss(logps[:p], logps[p:], ref_logps[:p], ref_logps[p:], spec.beta,
-                       spec.dpo_type, mb["valid"], spec.label_smoothing)
+                       spec.dpo_type, mb["valid"], spec.label_smoothing, spec.nll_weight,
+                       chosen_tokens=mb["loss_mask"][:p].sum(axis=1))
         v = mb["valid"].astype(jnp.float32)
         sums = jax.lax.stop_gradient({
             "rewards/chosen": (out.chosen_rewards * v).sum(),
@@ -179,6 +182,7 @@ def make_dpo_step(graphdef, optimizer, spec: LossSpec, schedule=None):
             "rewards/margins": ((out.chosen_rewards - out.rejected_rewards) * v).sum(),
             "logps/chosen": (logps[:p] * v).sum(),
             "logps/rejected": (logps[p:] * v).sum(),
+            "nll/chosen": (out.chosen_nll * v).sum(),
         })
         return out.losses.sum(), (v.sum(), sums)
 

@@ -77,6 +77,30 @@ def test_dpo_label_smoothing():
     np.testing.assert_allclose(out.loss, expected, rtol=1e-6)
 
 
+def test_dpo_nll_term_by_hand():
+    """RPO: each pair's loss gains alpha x the chosen response's per-token NLL, an
+    invalid pair still counts nowhere, and the NLL's gradient reaches only log pi(y_w)."""
+    two = {k: jnp.concatenate([v, jnp.array([-9.0])]) for k, v in PAIR.items()}
+    tokens = jnp.array([4, 3])
+    out = dpo_loss(**two, beta=0.1, valid=jnp.array([True, False]), nll_weight=0.5,
+                   chosen_tokens=tokens)
+    # pair 0: -log sigma(0.1 * 1) + 0.5 * (1.0 / 4)
+    np.testing.assert_allclose(out.loss, math.log(1 + math.exp(-0.1)) + 0.125, rtol=1e-6)
+    np.testing.assert_allclose(out.chosen_nll, [0.25, 3.0], rtol=1e-6)
+    np.testing.assert_allclose(out.metrics["nll/chosen"], 0.25, rtol=1e-6)
+    assert float(out.losses[1]) == 0.0
+
+    def loss(chosen, alpha):
+        return dpo_loss(chosen, PAIR["policy_rejected"], PAIR["ref_chosen"],
+                        PAIR["ref_rejected"], beta=0.1, nll_weight=alpha,
+                        chosen_tokens=jnp.array([4])).loss
+    extra = (jax.grad(loss)(PAIR["policy_chosen"], 0.5)
+             - jax.grad(loss)(PAIR["policy_chosen"], 0.0))
+    np.testing.assert_allclose(extra, [-0.5 / 4], rtol=1e-6)  # d(alpha * -x / n)/dx
+    with pytest.raises(ValueError, match="chosen_tokens"):
+        dpo_loss(**PAIR, nll_weight=1.0)
+
+
 @pytest.mark.parametrize("tied", [True, False])
 def test_chunked_loss_equals_unchunked(tied):
     """Values and gradients (hidden states and output projection) of the chunked token
