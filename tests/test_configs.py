@@ -20,7 +20,7 @@ PHASE_FILES = ("sft", "jsft", "dpo", "self_judge", "tournament", "evaluate")
 SPECIAL = {"pod": ["llama2_7b,jsft,v4-32", "mistral_7b,self_judge,v5litepod-64,lora",
                    "llama3_8b,dpo,v5p-16,full"],
            "jsft_judge_fit": ["4", "2"],
-           "jsft_own_errors": [None, "none", "runs/tiny/sft"],
+           "jsft_own_errors": [None, "none", "runs/tiny/sft", "runs/tiny/sft,no_labelled"],
            "generate": [None],
            "judge_pairs": ["pairs.jsonl", "pairs.jsonl,smollm2"]}
 
@@ -108,6 +108,20 @@ def test_unknown_preset_is_one_line_listing_the_presets():
     assert "\n" not in str(e.value) and all(p in str(e.value) for p in presets.PRESETS)
 
 
+def test_own_errors_recipe_without_labelled_pairs():
+    """",no_labelled" keeps the preset's SFT data and its shortcut-proof and own-sample
+    judge data, and drops only the labelled pairs; an unknown option is one line."""
+    module = load("jsft_own_errors")
+    full, lean = module.get_config("runs/tiny/sft"), module.get_config("runs/tiny/sft,no_labelled")
+    assert [s["n_pairs"] for s in full.data.sources] == [1000, 1000]
+    assert [s["n_pairs"] for s in lean.data.sources] == [0, 1000]
+    assert lean.data.sources[0]["n_sft"] == full.data.sources[0]["n_sft"] > 0
+    assert lean.data.sources[1]["pairs"] == "shortcut_proof" and lean.self_samples.enabled
+    assert lean.run_dir != full.run_dir
+    with pytest.raises(ValueError, match="unknown option 'x'"):
+        module.get_config("runs/tiny/sft,x")
+
+
 def test_config_schema_imports_no_phase():
     import subprocess
     import sys
@@ -115,10 +129,9 @@ def test_config_schema_imports_no_phase():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("bad", [-0.5, "one"])
-def test_negative_or_non_numeric_nll_weight_names_the_key(bad):
+def test_negative_nll_weight_names_the_key():
     from sjjax.config import ConfigError, validate
     config = presets.make("self_judge", "tiny")
-    config.dpo.nll_weight = bad
+    config.dpo.nll_weight = -0.5
     with pytest.raises(ConfigError, match=r"config\.dpo\.nll_weight"):
         validate(config)
