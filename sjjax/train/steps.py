@@ -51,7 +51,7 @@ class LossSpec:
         t, d = config.train, config.dpo
         return cls(lora=lora, normalize=t.loss_normalization,
                    judge_weight=t.judge_loss_weight, beta=d.beta, dpo_type=d.loss_type,
-                   label_smoothing=d.label_smoothing, nll_weight=d.nll_weight,
+                   label_smoothing=d.label_smoothing, nll_weight=d.get("nll_weight", 0.0),
                    loss_chunk=t.loss_chunk)
 
 

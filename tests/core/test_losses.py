@@ -132,3 +132,38 @@ def test_chunked_loss_equals_unchunked(tied):
         np.testing.assert_allclose(got[0], ref[0], rtol=1e-6)
         for g, r in zip(got[1], ref[1]):
             np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+
+
+def test_dpo_step_adds_each_valid_pair_s_chosen_nll():
+    """The DPO train step with nll_weight: its loss minus the plain step's loss is alpha x
+    the mean over valid pairs of -log pi(y_w) / |y_w|, with log pi from the full-logit
+    path (sequence_logprobs) and |y_w| counted by hand from the chosen rows' loss masks."""
+    import optax
+
+    from sjjax.losses import sequence_logprobs
+    from sjjax.model.config import ModelConfig
+    from sjjax.model.transformer import init_model, merge_params, split_params
+    from sjjax.train.steps import LossSpec, TrainState, make_dpo_step
+
+    cfg = ModelConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_layers=1,
+                      num_heads=2, num_kv_heads=1, head_dim=16)
+    graphdef, params, _ = split_params(init_model(cfg, 0))
+    rng = np.random.default_rng(0)
+    tokens = jnp.asarray(rng.integers(1, 64, (4, 8)), jnp.int32)  # 2 chosen, then 2 rejected
+    mask = jnp.ones((4, 8), bool)
+    loss_mask = jnp.zeros((4, 8), bool).at[0, 3:].set(True).at[1, 5:].set(True) \
+        .at[2, 4:].set(True).at[3, 2:].set(True)
+    valid = jnp.array([True, False])
+    batch = {"tokens": tokens[None], "mask": mask[None], "loss_mask": loss_mask[None],
+             "valid": valid[None]}
+    optimizer = optax.sgd(0.0)
+    state = TrainState(params, optimizer.init(params), jnp.int32(0), jnp.zeros(2, jnp.uint32))
+    losses = {}
+    for alpha in (0.0, 0.7):
+        step = make_dpo_step(graphdef, optimizer, LossSpec(nll_weight=alpha, loss_chunk=0))
+        losses[alpha] = float(step(state, {}, params, batch)[1]["loss"])
+    model = merge_params(graphdef, params)
+    logits, _ = model(tokens, mask)
+    chosen = sequence_logprobs(logits, tokens, loss_mask)[:2]
+    expected = 0.7 * float(-chosen[0] / 5)  # pair 0 only (pair 1 invalid); |y_w| = 8 - 3
+    np.testing.assert_allclose(losses[0.7] - losses[0.0], expected, rtol=1e-4)
