@@ -86,10 +86,11 @@ def run_one(args, judge: str, flip: float, seed: int, prompts, base: dict,
         run_phase(c)
     summary = self_judge_summary(read_metrics(c.run_dir, "self_judge"))
     # Measured at the preset's settings (sampling included), whatever the run overrode.
-    after = policy_accuracy(presets.make("self_judge", args.preset), c.run_dir, prompts)
+    preset = presets.make("self_judge", args.preset)
+    after = policy_accuracy(preset, c.run_dir, prompts)
     train = {}
     if train_prompts:  # the prompts it trained on: did the loop fit them?
-        t = policy_accuracy(presets.make("self_judge", args.preset), c.run_dir, train_prompts)
+        t = policy_accuracy(preset, c.run_dir, train_prompts)
         train = {"train_greedy_before": train_base["greedy"], "train_greedy_after": t["greedy"],
                  "train_gain": t["greedy"] - train_base["greedy"],
                  "train_sampled_before": train_base["sampled"],
