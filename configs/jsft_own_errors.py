@@ -4,33 +4,49 @@ preset's labelled pairs, plus pairs whose wrong answers defeat every question-bl
 samples (`config.self_samples`: the policy's real kinds of error). docs/results.md,
 "A judge that checks answers".
 
-    python -m sjjax.main --config=configs/jsft_own_errors.py[:<run dir to sample>[,no_labelled]]
+    python -m sjjax.main --config=configs/jsft_own_errors.py[:<run dir to sample>[,<option>...]]
 
 The argument (default runs/tiny/jsft) names the model whose samples become judge data;
-"none" leaves them out (the shortcut-proof pairs alone). ",no_labelled" drops the
-preset's labelled pairs, whose wrong answers "the larger number wins" always defeats:
-the judge then learns only from pairs that no question-blind rule solves.
+"none" leaves them out (the shortcut-proof pairs alone). Options:
+- no_labelled: drops the preset's labelled pairs, whose wrong answers "the larger number
+  wins" always defeats: the judge then learns only from pairs no question-blind rule solves;
+- rationales: every pair's target continues after the decision token with each
+  response's check against the question ("A: 83 is not in the question.", JM-PR;
+  `sjjax.data.synthetic.rationales`).
 """
 
 from sjjax import presets
+from sjjax.data.templates import COMPACT_JUDGE_TEMPLATE_RATIONALE
 from sjjax.presets import tiny
+
+OPTIONS = ("no_labelled", "rationales")
 
 
 def get_config(arg: str = "runs/tiny/jsft"):
-    sample_from, _, option = arg.partition(",")
-    if option not in ("", "no_labelled"):
-        raise ValueError(f"configs/jsft_own_errors.py:{arg}: unknown option {option!r} "
-                         f"(expected no_labelled)")
+    sample_from, *options = arg.split(",")
+    unknown = [o for o in options if o not in OPTIONS]
+    if unknown:
+        raise ValueError(f"configs/jsft_own_errors.py:{arg}: unknown option(s) {unknown} "
+                         f"(expected some of {OPTIONS})")
+    rationales = "rationales" in options
     c = presets.make("jsft", "tiny")
-    if option:
+    if "no_labelled" in options:
         c.data.sources = tuple({**s, "n_pairs": 0} for s in c.data.sources)
     proof = presets.synthetic_source(tiny.TASKS, n_sft=0, n_pairs=1000, n_prompts=0,
                                      wrong_fraction=0.0, seed=1)
     c.data.sources = tuple(c.data.sources) + ({**proof, "pairs": "shortcut_proof"},)
+    if rationales:
+        c.data.sources = tuple({**s, "rationales": True} for s in c.data.sources)
+        c.judge.templates = COMPACT_JUDGE_TEMPLATE_RATIONALE
+        c.self_samples.rationales = True
+        # The rationales add up to ~30 target tokens: at the preset's 160, 11% of the
+        # judgments would lose part of their question (measured: 3,208 of 29,292).
+        c.data.max_length = 256
+        c.data.buckets = (64, 96, 128, 160, 192, 256)
     name = "proof"
     if sample_from != "none":
         c.self_samples.enabled = True
         c.self_samples.model = sample_from
         name = "proof_own"
-    c.run_dir = f"runs/tiny/recipes/jsft_{name}{'_' + option if option else ''}"
+    c.run_dir = f"runs/tiny/recipes/jsft_{name}{''.join('_' + o for o in options)}"
     return c

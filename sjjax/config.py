@@ -176,6 +176,7 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         samples_per_prompt=8,
         temperature=1.0,
         top_p=0.9,
+        rationales=False,            # each pair carries the responses' checks (JM-PR)
     ))
 
     # ---------------------------------------------------------------- tournament phase

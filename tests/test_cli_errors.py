@@ -22,6 +22,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.compile_flags import with_cheap_compile
 from tests.conftest import ROOT
 
 WORKERS = int(os.environ.get("SJJAX_TEST_WORKERS", "2"))
@@ -153,6 +154,7 @@ def _run(root, config, args):
            f"--config=configs/{name}.py" + (f":{preset}" if preset else ""), *_base(root), *args]
     env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
                TRANSFORMERS_NO_ADVISORY_WARNINGS="1",
+               XLA_FLAGS=with_cheap_compile(os.environ.get("XLA_FLAGS")),
                JAX_COMPILATION_CACHE_DIR=os.path.join(root, "jax_cache"),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")

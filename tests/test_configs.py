@@ -20,7 +20,8 @@ PHASE_FILES = ("sft", "jsft", "dpo", "self_judge", "tournament", "evaluate")
 SPECIAL = {"pod": ["llama2_7b,jsft,v4-32", "mistral_7b,self_judge,v5litepod-64,lora",
                    "llama3_8b,dpo,v5p-16,full"],
            "jsft_judge_fit": ["4", "2"],
-           "jsft_own_errors": [None, "none", "runs/tiny/sft", "runs/tiny/sft,no_labelled"],
+           "jsft_own_errors": [None, "none", "runs/tiny/sft", "runs/tiny/sft,no_labelled",
+                               "runs/tiny/sft,no_labelled,rationales"],
            "generate": [None],
            "judge_pairs": ["pairs.jsonl", "pairs.jsonl,smollm2"]}
 
@@ -118,8 +119,29 @@ def test_own_errors_recipe_without_labelled_pairs():
     assert lean.data.sources[0]["n_sft"] == full.data.sources[0]["n_sft"] > 0
     assert lean.data.sources[1]["pairs"] == "shortcut_proof" and lean.self_samples.enabled
     assert lean.run_dir != full.run_dir
-    with pytest.raises(ValueError, match="unknown option 'x'"):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['x'\]"):
         module.get_config("runs/tiny/sft,x")
+
+
+def test_own_errors_recipe_with_rationales():
+    """",rationales": every judgment source and the own-sample pairs carry the checks, the
+    judge template has the rationale placeholders, and no judgment loses its question
+    to the length limit (max_length holds the longest rationale target)."""
+    from sjjax.data.sources import read_source
+    from sjjax.data.templates import JudgePromptBuilder
+    from sjjax.data.tiny_tokenizer import build_tiny_tokenizer
+    config = load("jsft_own_errors").get_config("none,rationales")
+    assert all(s["rationales"] for s in config.data.sources)
+    assert config.self_samples.rationales
+    judge = JudgePromptBuilder.from_config(build_tiny_tokenizer(), config.judge)
+    longest = 0
+    for source in config.data.sources:
+        for j in read_source(source, wanted=("judgments",)).judgments:
+            assert j.rationale_chosen and j.rationale_rejected
+            encoded, _ = judge.training_example(j.principle, j.context, j.chosen, j.rejected,
+                                                True, j.rationale_chosen, j.rationale_rejected)
+            longest = max(longest, len(encoded))
+    assert 160 < longest <= config.data.max_length
 
 
 def test_config_schema_imports_no_phase():

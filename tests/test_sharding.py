@@ -9,16 +9,18 @@ import sys
 from jax.sharding import PartitionSpec as P
 
 from sjjax import sharding
+from tests.compile_flags import with_cheap_compile
 from tests.conftest import ROOT
 
 
-def run_on_8_devices(script: str, timeout: int = 600) -> str:
-    """Runs a script in a fresh interpreter that sees 8 CPU devices; returns its stdout."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, script], cwd=ROOT, env=env, capture_output=True,
+def run_on_8_devices(*args: str, timeout: int = 900) -> str:
+    """Runs a script (and its arguments) in a fresh interpreter that sees 8 CPU devices,
+    compiling with XLA's cheap settings (tests/compile_flags.py); returns its stdout."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
+               XLA_FLAGS=with_cheap_compile("--xla_force_host_platform_device_count=8"))
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc.stdout
 
 
@@ -38,14 +40,5 @@ def test_logical_to_spec_rules():
 
 
 def test_sharded_training_equals_single_device(tmp_path):
-    out = run_on_8_devices_args(["tests/phases/multidevice_training.py", str(tmp_path)])
+    out = run_on_8_devices("tests/phases/multidevice_training.py", str(tmp_path))
     assert "OK" in out, out
-
-
-def run_on_8_devices_args(args, timeout: int = 900) -> str:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return proc.stdout

@@ -5,6 +5,8 @@ splits of file sources, prompts for self-training, and the oracle.
     {"format": "synthetic", "seed": 0, "n_sft": 400, "n_pairs": 400, "n_prompts": 64,
      "wrong_fraction": 0.2, "families": [...], "levels": [...],
      "pairs": "labelled"}   ... or "shortcut_proof" (the pairs' wrong answers: PAIR_KINDS)
+    ... "rationales": True gives each pair the two responses' checks against the question
+    (`synthetic.rationales.explain`) as JM-PR rationales
     {"format": "hh_rlhf", "path": ..., "split": "train", "heldout_fraction": 0.1,
      "max_records": 400, "kinds": ("conversations",)}
     ... `kinds`: which of the file's records are used (default all: conversations,
@@ -29,7 +31,8 @@ from sjjax.errors import ConfigError
 SPLITS = ("all", "train", "heldout")
 KINDS = ("conversations", "judgments", "prompts", "eval_items")
 SYNTHETIC_OPTIONS = {"seed", "n_sft", "n_pairs", "n_prompts", "wrong_fraction", "families",
-                     "levels", "split", "principle", "directions", "pairs"}
+                     "levels", "split", "principle", "directions", "pairs",
+                     "rationales"}
 # The wrong answers of a synthetic source's labelled pairs: the hand-made perturbations
 # (`synthetic.labelled_pairs`, which question-blind rules solve) or the ones chosen to
 # defeat those rules (`synthetic.shortcut_proof_pairs`).
@@ -74,6 +77,9 @@ def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
     if pair_kind not in PAIR_KINDS:
         raise ConfigError(f"config.{key}.pairs: {pair_kind!r}; expected one of {PAIR_KINDS}")
     directions = {k: tuple(v) for k, v in dict(spec.get("directions") or {}).items()}
+    rationales = spec.get("rationales", False)
+    if not isinstance(rationales, bool):
+        raise ConfigError(f"config.{key}.rationales: {rationales!r}; expected True or False")
 
     def draw(n, stream):
         return (synthetic.generate(seed, int(n), split, families, levels, stream=stream,
@@ -86,8 +92,9 @@ def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
     pairs = draw(count("n_pairs", "judgments"), "pairs")
     prompts = draw(count("n_prompts", "prompts"), "prompts")
     stats = ReadStats(f"synthetic(seed={seed}, split={split})")
-    judgments = (synthetic.judgments(pairs, seed, principle) if pair_kind == "labelled" else
-                 [x.judgment(principle) for x in synthetic.shortcut_proof_pairs(pairs, seed)])
+    labelled = (synthetic.labelled_pairs(pairs, seed) if pair_kind == "labelled" else
+                synthetic.shortcut_proof_pairs(pairs, seed))
+    judgments = [x.judgment(principle, rationales) for x in labelled]
     out = Records(
         conversations=synthetic.sft_conversations(sft, float(spec.get("wrong_fraction", 0.0)),
                                                   seed),

@@ -166,6 +166,10 @@ def principle_judge_templates(principles=tuple(PRINCIPLE_DESCRIPTIONS)) -> dict:
 COMPACT_JUDGE_TEMPLATE = {"helpfulness": dict(
     system="", user="{context}\n\nA: {response_a}\nB: {response_b}\nWhich is right?",
     assistant_prefix="Answer:")}
+# The same with each response's check after the decision (JM-PR; synthetic data gives
+# them with `rationales`): the target is " A\nA: 83 is not in the question.\nB: ..."
+COMPACT_JUDGE_TEMPLATE_RATIONALE = {"helpfulness": dict(
+    COMPACT_JUDGE_TEMPLATE["helpfulness"], rationale="\nA: {rationale_a}\nB: {rationale_b}")}
 
 
 # --------------------------------------------------------------------------

@@ -54,9 +54,10 @@ def add_self_sample_pairs(config) -> dict | None:
     return counts
 
 
-def label_samples(prompts, texts, oracle) -> tuple[list[dict], dict]:
+def label_samples(prompts, texts, oracle, explain=None) -> tuple[list[dict], dict]:
     """Every distinct wrong sample of a prompt, paired with a correct sample of the same
     prompt (cycling through the distinct correct ones) -> preference rows + counts.
+    explain(meta, response) -> str, if given, writes each pair's rationales (JM-PR).
 
     Empty samples (the policy stopped at once) are counted but not paired: the
     preference readers reject empty responses as malformed data."""
@@ -74,7 +75,9 @@ def label_samples(prompts, texts, oracle) -> tuple[list[dict], dict]:
         counts["prompts_without_correct"] += not right
         counts["prompts_without_wrong"] += not wrong
         for i, bad in enumerate(wrong if right else []):
-            rows.append(synthetic.preference_row(prompt.messages, right[i % len(right)], bad))
+            good = right[i % len(right)]
+            why = (explain(prompt.meta, good), explain(prompt.meta, bad)) if explain else None
+            rows.append(synthetic.preference_row(prompt.messages, good, bad, why))
     counts["pairs"] = len(rows)
     counts["sample_accuracy"] = counts["correct"] / max(counts["samples"], 1)
     return rows, counts
@@ -91,6 +94,7 @@ def _sample_and_label(config, ss, path: str) -> dict:
                           jax.random.key(config.seed + 17),
                           SamplingParams(temperature=ss.temperature, top_p=ss.top_p),
                           ss.samples_per_prompt)
-    rows, counts = label_samples(prompts, out.texts, load_oracle(config))
+    explain = synthetic.explain if ss.get("rationales") else None
+    rows, counts = label_samples(prompts, out.texts, load_oracle(config), explain)
     synthetic.write_jsonl(path, rows)
     return counts

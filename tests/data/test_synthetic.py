@@ -307,6 +307,47 @@ def test_pairs_from_samples_on_a_hand_made_example():
         S.pairs_from_samples(prompts, a, b[:-1])
 
 
+@pytest.mark.parametrize("meta,response,expected", [
+    (COMPARE, "The answer is 52.", "52 is in the question and the larger."),
+    (COMPARE, "The answer is 47.", "47 is in the question, but 52 is larger."),
+    (COMPARE, "The answer is 53.", "53 is not in the question."),
+    (MINMAX, "The answer is 8.", "8 is in the question and the smallest."),
+    (MINMAX, "The answer is 12.", "12 is in the question, but 8 is smaller."),
+    (MINMAX, "The answer is 7.", "7 is not in the question."),
+    (SORT, "The answer is 3, 5, 9, 12.", "Every number is there, in ascending order."),
+    (SORT, "The answer is 3, 5, 12, 9.", "Every number is there, not in ascending order."),
+    (SORT, "The answer is 3, 5, 9, 13.", "13 is not in the question."),
+    (SORT, "The answer is 3, 5, 9.", "12 is missing."),
+    (SORT, "The answer is 3, 5, 5, 9, 12.", "5 is there twice."),
+    (ARITH, "The answer is 85.", "85 is right."),
+    (ARITH, "The answer is 75.", "75 is wrong; the answer is 85."),
+    (COMPARE, "47 or 52", "It gives no single answer."),
+])
+def test_rationale_checks_the_response_against_its_question(meta, response, expected):
+    assert S.explain(meta, response) == expected
+
+
+def test_a_synthetic_source_with_rationales_explains_both_responses():
+    from sjjax.data.sources import read_source
+    from sjjax.errors import ConfigError
+    spec = dict(format="synthetic", seed=3, n_pairs=12, families=("compare", "minmax", "sort"),
+                levels=(1,), pairs="shortcut_proof")
+    plain = read_source(spec, wanted=("judgments",)).judgments
+    explained = read_source({**spec, "rationales": True}, wanted=("judgments",)).judgments
+    assert [(j.chosen, j.rejected) for j in plain] == [(j.chosen, j.rejected) for j in explained]
+    assert all(j.rationale_chosen is None for j in plain)
+    tasks = {t.source: t for t in S.generate(3, 12, "train", ("compare", "minmax", "sort"), (1,),
+                                             stream="pairs")}
+    for j in explained:
+        meta = tasks[j.source].meta
+        assert j.rationale_chosen == S.explain(meta, j.chosen)
+        assert j.rationale_rejected == S.explain(meta, j.rejected)
+        assert j.rationale_chosen.endswith(("the largest.", "the smallest.", "the larger.",
+                                            "the smaller.", "order."))
+    with pytest.raises(ConfigError, match=r"config\.data\.sources\[0\]\.rationales"):
+        read_source({**spec, "rationales": "yes"}, wanted=("judgments",))
+
+
 def test_pairs_file_reads_back_as_the_same_judgments(tmp_path):
     """The TRL-style file is what a user's own preference data looks like: the generic
     reader turns it into the judgments the suite builds directly."""

@@ -23,6 +23,7 @@ import sys
 
 import pytest
 
+from tests.compile_flags import with_cheap_compile
 from tests.conftest import ROOT
 
 SAVED_ON = (8, 1, 1)
@@ -33,8 +34,8 @@ FINAL_TOLERANCE = 1e-5       # max |difference| of the final parameters across m
 
 @pytest.mark.slow  # four tiny JSFT runs on 8 simulated devices: ~2 min on 2 cores
 def test_checkpoint_restores_onto_another_mesh(tmp_path):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
-               JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT),
+               XLA_FLAGS=with_cheap_compile("--xla_force_host_platform_device_count=8"))
     proc = subprocess.run([sys.executable, "tests/phases/test_mesh_restore.py", str(tmp_path)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]

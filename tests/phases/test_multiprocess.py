@@ -3,10 +3,9 @@ devices (gloo collectives, a loopback coordinator) against single-process runs o
 devices, with the processes started as `sjjax.launch_local` starts them.
 
 Shown here (docs/multiprocess.md has the figures):
-- JSFT (JSFT_STEPS steps), self-judge (SJ_STEPS steps) and offline DPO (DPO_STEPS
-  steps) on mesh (8,1,1), and with SJJAX_TEST_MULTIPROCESS=full JSFT and self-judge on
-  (2,4,1) too, end with the parameters of the single-process run on the same mesh
-  within TOLERANCE: not bitwise, because the gradient all-reduce across processes goes
+- JSFT (JSFT_STEPS steps) and self-judge (SJ_STEPS steps) on meshes (8,1,1) and
+  (2,4,1), and offline DPO (DPO_STEPS steps) on (8,1,1), end with the parameters of the
+  single-process run on the same mesh within TOLERANCE: not bitwise, because the gradient all-reduce across processes goes
   through gloo, whose summation order differs from XLA:CPU's in-process all-reduce in
   the last bit (measured: ~1e-7);
 - each JSFT example is used exactly once per epoch across the two processes, and the two
@@ -20,8 +19,8 @@ Shown here (docs/multiprocess.md has the figures):
 The runs are shared between assertions (the module-scoped `runs` fixture; the
 uninterrupted ones run all in one process, then all in one pair of processes:
 tests/phases/multiprocess_runs.py); a compilation cache is shared by the module's runs,
-XLA compiles with its cheap settings (COMPILE_FLAGS), and process 0 compiles for both
-processes (multiprocess_runs.py). Loopback only, free ports;
+XLA compiles with its cheap settings (tests/compile_flags.py), and process 0 compiles for
+both processes (multiprocess_runs.py). Loopback only, free ports;
 every process started is killed at the end.
 """
 
@@ -42,6 +41,7 @@ import numpy as np
 import pytest
 
 from sjjax import launch_local
+from tests.compile_flags import with_cheap_compile
 from tests.conftest import ROOT
 from tests.phases.test_resume import final_params
 
@@ -50,17 +50,9 @@ STEPS = {"jsft": JSFT_STEPS, "self_judge": SJ_STEPS, "dpo": DPO_STEPS}
 EVERY = {"jsft": 5, "self_judge": 2, "dpo": 2}   # checkpoint periods
 CUT = {"jsft": 10}                    # the resumed copy starts after this step
 MESHES = ((8, 1, 1), (2, 4, 1))
-# CI (the default) runs every phase on (8,1,1); SJJAX_TEST_MULTIPROCESS=full adds JSFT
-# and self-judge on (2,4,1): both phases on both meshes. (All of them by default would
-# add ~3 min to the suite's ~26 on 2 cores: docs/multiprocess.md has the figures.)
-FULL = os.environ.get("SJJAX_TEST_MULTIPROCESS") == "full"
-CASES = [(p, MESHES[0]) for p in ("jsft", "self_judge", "dpo")] + (
-    [(p, MESHES[1]) for p in ("jsft", "self_judge")] if FULL else [])
-# The runs' programs are compiled with XLA's cheap settings (LLVM -O0, no expensive
-# passes): compiling is most of these tiny runs' time, and it roughly halves (the steps
-# then run ~2x slower, a smaller cost here: measured on this machine, docs/multiprocess.md).
-# The 1- and 2-process runs compile alike, so what is compared does not change.
-COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+# JSFT and self-judge on both meshes (data parallel; data x FSDP), DPO on (8,1,1).
+CASES = [(p, MESHES[0]) for p in ("jsft", "self_judge", "dpo")] + [
+    (p, MESHES[1]) for p in ("jsft", "self_judge")]
 TOLERANCE = 1e-6                       # max |difference| of final params, 2 vs 1 process
 KILL_EXIT_BOUND = 60                   # s: the survivor of a SIGKILLed peer exits within
 HEARTBEAT_S = 10                       # the coordination service's timeout in these runs
@@ -95,9 +87,11 @@ def base_env(cache) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SJJAX_")}
     # One compilation cache for the module: a program compiled by one run (e.g. the
     # training step on a mesh) is read back by the next run that needs it.
+    # The runs' programs are compiled with XLA's cheap settings: compiling is most of
+    # these tiny runs' time (tests/compile_flags.py).
     xla = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
     env.update(PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-               XLA_FLAGS=" ".join(xla + COMPILE_FLAGS.split()),
+               XLA_FLAGS=with_cheap_compile(" ".join(xla)),
                JAX_COMPILATION_CACHE_DIR=str(cache),
                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                SJJAX_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_S))

@@ -19,6 +19,7 @@ import pytest
 from sjjax.checkpoint import load_final
 from sjjax.model.config import ModelConfig
 from sjjax.model.transformer import abstract_model, split_params
+from tests.compile_flags import with_cheap_compile
 from tests.conftest import ROOT
 
 
@@ -28,8 +29,11 @@ def command(phase, root, *extra):
 
 def subprocess_env() -> dict:
     """The tests' environment without the session's compilation cache: a run that read
-    its programs from the cache would race to its end before the test can kill it."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    its programs from the cache would race to its end before the test can kill it.
+    XLA compiles with its cheap settings (tests/compile_flags.py); every run of a
+    comparison is compiled alike."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT),
+               XLA_FLAGS=with_cheap_compile(os.environ.get("XLA_FLAGS")))
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     return env
 

@@ -36,3 +36,18 @@ def test_empty_samples_are_counted_not_paired(tmp_path):
     path = tmp_path / "pairs.jsonl"
     write_jsonl(str(path), rows)
     assert len(read_preference_jsonl(str(path)).judgments) == 1
+
+
+def test_rationales_reach_the_pairs_file(tmp_path):
+    """With `explain`, each row carries the chosen and rejected responses' checks, and
+    the preference reader gives them to the judgment (the JM-PR target)."""
+    def explain(meta, text):
+        return f"{text.strip()} vs {meta['answer']}"
+    rows, _ = label_samples([_prompt("4")], [["4", "9"]], _oracle, explain)
+    assert (rows[0]["rationale_chosen"], rows[0]["rationale_rejected"]) == ("4 vs 4", "9 vs 4")
+    path = tmp_path / "pairs.jsonl"
+    write_jsonl(str(path), rows)
+    (j,) = read_preference_jsonl(str(path)).judgments
+    assert (j.rationale_chosen, j.rationale_rejected) == ("4 vs 4", "9 vs 4")
+    plain, _ = label_samples([_prompt("4")], [["4", "9"]], _oracle)
+    assert "rationale_chosen" not in plain[0]

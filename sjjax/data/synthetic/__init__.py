@@ -43,6 +43,7 @@ One job per module:
     tasks       the families and levels: instances, their wording, right answers, split
     negatives   plausible wrong answers
     oracle      scores a free-form response against a task's answer
+    rationales  a response's check against its question (JM-PR rationales)
     records     the suite as SFT conversations, labelled pairs, judgments, prompts
     files       JSONL rows, reading prompts, writing the suite into a directory
     __main__    python -m sjjax.data.synthetic --out DIR (writes the suite)
@@ -52,6 +53,7 @@ from sjjax.data.synthetic.files import (prompt_row, read_prompts, write_jsonl,
                                         write_preference_jsonl, write_suite)
 from sjjax.data.synthetic.negatives import wrong_answer, wrong_candidates
 from sjjax.data.synthetic.oracle import accuracy, extract_answer, score
+from sjjax.data.synthetic.rationales import explain
 from sjjax.data.synthetic.records import (LabelledPair, SampleCounts, judgments, labelled_pairs,
                                           shortcut_proof_pairs,
                                           pairs_from_samples, preference_row, prompts,

@@ -15,13 +15,19 @@ from sjjax.data.records import (Conversation, Judgment, Messages, Prompt, assist
                                 render_context)
 from sjjax.data.synthetic.negatives import wrong_answer, wrong_candidates
 from sjjax.data.synthetic.oracle import score
+from sjjax.data.synthetic.rationales import explain
 from sjjax.data.synthetic.tasks import Task, respond
 
 
-def preference_row(messages: Sequence[dict], chosen: str, rejected: str) -> dict:
-    """The generic preference format (TRL conversational): message lists."""
-    return {"prompt": [dict(m) for m in messages],
-            "chosen": [assistant_turn(chosen)], "rejected": [assistant_turn(rejected)]}
+def preference_row(messages: Sequence[dict], chosen: str, rejected: str,
+                   rationales: tuple[str, str] | None = None) -> dict:
+    """The generic preference format (TRL conversational): message lists; `rationales`
+    (chosen's, rejected's) adds rationale_chosen / rationale_rejected."""
+    row = {"prompt": [dict(m) for m in messages],
+           "chosen": [assistant_turn(chosen)], "rejected": [assistant_turn(rejected)]}
+    if rationales is not None:
+        row["rationale_chosen"], row["rationale_rejected"] = rationales
+    return row
 
 
 
@@ -50,10 +56,15 @@ class LabelledPair:
     rejected: str
     kind: str            # what kind of wrong answer `rejected` is
     source: str = ""
+    meta: dict | None = dataclasses.field(default=None, compare=False)  # the task's
 
-    def judgment(self, principle: str = "helpfulness") -> Judgment:
+    def judgment(self, principle: str = "helpfulness", rationales: bool = False) -> Judgment:
+        """rationales: each response's check against the question (`rationales.explain`)
+        as the judgment's rationales (JM-PR targets)."""
+        why = ((explain(self.meta, self.chosen), explain(self.meta, self.rejected))
+               if rationales else (None, None))
         return Judgment(render_context(self.messages), self.chosen, self.rejected, principle,
-                        source=self.source, messages=self.messages)
+                        *why, source=self.source, messages=self.messages)
 
     def row(self) -> dict:
         return preference_row(self.messages, self.chosen, self.rejected)
@@ -66,7 +77,7 @@ def labelled_pairs(tasks: Sequence[Task], seed: int = 0) -> list[LabelledPair]:
     for task in tasks:
         wrong, kind = wrong_answer(task.meta, rng)
         out.append(LabelledPair(task.messages, task.demonstration(), respond(wrong), kind,
-                                task.source))
+                                task.source, task.meta))
     return out
 
 
@@ -112,13 +123,14 @@ def shortcut_proof_pairs(tasks: Sequence[Task], seed: int = 0, slack: float = 0.
         ok = [k for k, c in zip(kinds, cost) if c <= cost.min() + slack]
         kind = rng.choice(ok)
         run += votes[kinds.index(kind)] - 0.5
-        out.append(LabelledPair(task.messages, right, candidates[kind], kind, task.source))
+        out.append(LabelledPair(task.messages, right, candidates[kind], kind, task.source,
+                                task.meta))
     return out
 
 
-def judgments(tasks: Sequence[Task], seed: int = 0,
-              principle: str = "helpfulness") -> list[Judgment]:
-    return [p.judgment(principle) for p in labelled_pairs(tasks, seed)]
+def judgments(tasks: Sequence[Task], seed: int = 0, principle: str = "helpfulness",
+              rationales: bool = False) -> list[Judgment]:
+    return [p.judgment(principle, rationales) for p in labelled_pairs(tasks, seed)]
 
 
 def prompts(tasks: Sequence[Task]) -> list[Prompt]:
