@@ -66,3 +66,24 @@ def test_oracle_controls_set_key_indexes_sequences():
     set_key(config, "self_judge.judge", "oracle")
     assert config.data.sources[0]["n_prompts"] == 2048
     assert config.dpo.nll_weight == 1.0 and config.self_judge.judge == "oracle"
+
+
+def test_judge_rationales_parses_a_continuation_and_reads_a_pass():
+    """bench/judge_rationales.py: the decision token and each side's rationale out of a
+    greedy judge continuation; PASS recognises exactly the checks of a right reply."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from judge_rationales import PASS, parse
+
+    from sjjax.data import synthetic
+    assert parse(" A\nA: 85 is in the question and the larger.\nB: 82 is not in the "
+                 "question.") == ("A", "85 is in the question and the larger.",
+                                  "82 is not in the question.")
+    assert parse("B") == ("B", None, None)
+    assert parse("The answer\nA: x") == (None, "x", None)
+    meta = dict(family="minmax", level=1, answer="8", items=[34, 12, 8], ask="smallest")
+    assert PASS.search(synthetic.explain(meta, "The answer is 8."))
+    for wrong in ("The answer is 12.", "The answer is 9.", "8 or 12"):
+        assert not PASS.search(synthetic.explain(meta, wrong))
+    sort = dict(family="sort", level=1, answer="1, 2", items=[2, 1], order="ascending")
+    assert PASS.search(synthetic.explain(sort, "The answer is 1, 2."))
+    assert not PASS.search(synthetic.explain(sort, "The answer is 2, 1."))
