@@ -6,7 +6,6 @@ import os
 
 import pytest
 
-from tests.compile_flags import with_cheap_compile
 from tests.conftest import ROOT
 
 NOTEBOOK = ROOT / "notebooks" / "sjjax_colab_tpu.ipynb"
@@ -26,8 +25,6 @@ def test_notebook_executes(tmp_path, monkeypatch):
     pytest.importorskip("ipykernel")
     monkeypatch.setenv("SJJAX_NOTEBOOK_QUICK", "1")
     monkeypatch.setenv("SJJAX_NOTEBOOK_ROOT", str(tmp_path / "runs"))
-    # a smoke run of every phase: compiling is most of its time (tests/compile_flags.py)
-    monkeypatch.setenv("XLA_FLAGS", with_cheap_compile(os.environ.get("XLA_FLAGS")))
     monkeypatch.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=1500, kernel_name="python3",
