@@ -5,9 +5,9 @@ devices, with the processes started as `sjjax.launch_local` starts them.
 Shown here (docs/multiprocess.md has the figures):
 - JSFT (JSFT_STEPS steps) and self-judge (SJ_STEPS steps) on meshes (8,1,1) and
   (2,4,1), and offline DPO (DPO_STEPS steps) on (8,1,1), end with the parameters of the
-  single-process run on the same mesh within TOLERANCE: not bitwise, because the gradient all-reduce across processes goes
-  through gloo, whose summation order differs from XLA:CPU's in-process all-reduce in
-  the last bit (measured: ~1e-7);
+  single-process run on the same mesh within TOLERANCE: not bitwise, because the
+  gradient all-reduce across processes goes through gloo, whose summation order differs
+  from XLA:CPU's in-process all-reduce in the last bit (measured: ~1e-7);
 - each JSFT example is used exactly once per epoch across the two processes, and the two
   processes' rows of a step are the two halves of the single-process batch (example ids);
   for DPO every process holds the whole global batch of pairs, the single-process one;

@@ -23,14 +23,14 @@ def _show(x) -> str:
     return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
 
 
-def _number_check(value: float, numbers: list, ask: str, where: str) -> str:
+def _number_check(value: float, numbers: list, ask: str) -> str:
     right = (max if _MORE[ask] == "larger" else min)(float(x) for x in numbers)
     shown = _show(value)
     if value not in [float(x) for x in numbers]:
-        return f"{shown} is not in the {where}."
+        return f"{shown} is not in the question."
     if value == right:
-        return f"{shown} is in the {where} and the {ask}."
-    return f"{shown} is in the {where}, but {_show(right)} is {_MORE[ask]}."
+        return f"{shown} is in the question and the {ask}."
+    return f"{shown} is in the question, but {_show(right)} is {_MORE[ask]}."
 
 
 def _list_check(value: tuple, items: list, order: str) -> str:
@@ -59,9 +59,9 @@ def explain(meta: dict, response: str) -> str:
     if value is None:
         return "It gives no single answer."
     if family == "compare":
-        return _number_check(value, meta["numbers"], meta["ask"], "question")
+        return _number_check(value, meta["numbers"], meta["ask"])
     if family == "minmax":
-        return _number_check(value, meta["items"], meta["ask"], "question")
+        return _number_check(value, meta["items"], meta["ask"])
     if family == "sort":
         return _list_check(value, meta["items"], meta["order"])
     return (f"{_show(value)} is right." if score(meta, response) else

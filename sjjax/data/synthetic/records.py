@@ -128,9 +128,9 @@ def shortcut_proof_pairs(tasks: Sequence[Task], seed: int = 0, slack: float = 0.
     return out
 
 
-def judgments(tasks: Sequence[Task], seed: int = 0, principle: str = "helpfulness",
-              rationales: bool = False) -> list[Judgment]:
-    return [p.judgment(principle, rationales) for p in labelled_pairs(tasks, seed)]
+def judgments(tasks: Sequence[Task], seed: int = 0,
+              principle: str = "helpfulness") -> list[Judgment]:
+    return [p.judgment(principle) for p in labelled_pairs(tasks, seed)]
 
 
 def prompts(tasks: Sequence[Task]) -> list[Prompt]:
