@@ -1,7 +1,7 @@
 """Forward and forward+backward tokens/s: sjjax vs PyTorch transformers, SmolLM2-135M,
 float32, batch 4 x 256, same run, same machine (on a GPU both run on the card).
 
-    python bench/bench_model.py [--batch 4 --length 256 --repeats 3 --dtype bfloat16]
+    python bench/bench_model.py [--batch 4 --length 256 --repeats 5 --dtype bfloat16 --remat dots]
 
 --dtype sets the weights and the compute of both sides.
 """
@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from bench.common import (add_dtype_argument, forward_flops_per_token, hardware_bounds,  # noqa
                           load_torch_smollm2, match_precision, set_threads, smollm2_path,
-                          timeit, torch_device, torch_sync)
+                          timeit_interleaved, torch_device, torch_sync)
 from sjjax.losses import masked_cross_entropy  # noqa: E402
 from sjjax.model.attention import IMPLEMENTATIONS as ATTENTION_IMPLEMENTATIONS  # noqa: E402
 from sjjax.model.loading import build_model, load_pretrained  # noqa: E402
@@ -32,10 +32,12 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", help="write results here")
     parser.add_argument("--attention", default="auto", choices=ATTENTION_IMPLEMENTATIONS,
                         help="model.attention (auto: cuDNN on a GPU in bf16, else XLA)")
+    parser.add_argument("--remat", default="none", choices=("none", "dots", "full"),
+                        help="model.remat of the sjjax side (PyTorch keeps every activation)")
     add_dtype_argument(parser)
     args = parser.parse_args()
     set_threads()
@@ -44,7 +46,8 @@ def main():
     tokens_per_call = b * t
 
     cfg, params, _ = load_pretrained(smollm2_path(), with_tokenizer=False, dtype=args.dtype,
-                                     param_dtype=args.dtype, attention=args.attention)
+                                     param_dtype=args.dtype, attention=args.attention,
+                                     remat=args.remat)
     graphdef, params, _ = split_params(build_model(cfg, params))
     rng = np.random.default_rng(0)
     tokens = jnp.asarray(rng.integers(0, cfg.vocab_size, (b, t)), jnp.int32)
@@ -57,12 +60,6 @@ def main():
         return masked_cross_entropy(logits, x, m)[0]
 
     grad = jax.jit(jax.grad(loss_fn))
-    results = {}
-    results["sjjax_forward_s"] = timeit(lambda: forward(params, tokens, mask).block_until_ready(),
-                                        repeats=args.repeats)
-    results["sjjax_train_s"] = timeit(
-        lambda: jax.block_until_ready(grad(params, tokens, mask)), repeats=args.repeats)
-    del params
 
     import torch
     model = load_torch_smollm2(args.dtype)
@@ -78,11 +75,19 @@ def main():
         out.loss.backward()
         torch_sync()
 
-    results["torch_forward_s"] = timeit(torch_forward, repeats=args.repeats)
-    results["torch_train_s"] = timeit(torch_train, repeats=args.repeats)
+    # The two sides take turns in every repeat: this machine's speed drifts by 10% and
+    # more over minutes, and turns put the slow spells on both.
+    results = {}
+    for name, ours, peer in (
+            ("forward", lambda: forward(params, tokens, mask).block_until_ready(),
+             torch_forward),
+            ("train", lambda: jax.block_until_ready(grad(params, tokens, mask)), torch_train)):
+        medians = timeit_interleaved({"sjjax": ours, "torch": peer}, repeats=args.repeats)
+        results[f"sjjax_{name}_s"], results[f"torch_{name}_s"] = medians["sjjax"], medians["torch"]
     bounds = hardware_bounds(args.dtype)
     flops_tok = forward_flops_per_token(cfg, t / 2)
-    print(f"SmolLM2-135M {args.dtype}, attention {args.attention}, batch {b} x {t}, "
+    print(f"SmolLM2-135M {args.dtype}, attention {args.attention}, remat {args.remat}, "
+          f"batch {b} x {t}, "
           f"{bounds['hardware']}; "
           f"matmul peak {bounds['flops_per_s'] / 1e9:.0f} GFLOP/s")
     for name, mult in (("forward", 1), ("train", 3)):
@@ -94,7 +99,8 @@ def main():
               f"ratio {ours / peer:5.2f}x | sjjax at {share:.0%} of the FLOP bound")
         results[f"{name}_ratio"] = ours / peer
         results[f"{name}_sjjax_tok_s"], results[f"{name}_torch_tok_s"] = ours, peer
-    results.update(bounds, dtype=args.dtype, batch=b, length=t, attention=args.attention)
+    results.update(bounds, dtype=args.dtype, batch=b, length=t, attention=args.attention,
+                   remat=args.remat)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

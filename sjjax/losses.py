@@ -24,7 +24,10 @@ def token_logprobs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
     logits [B, T, V] (any float dtype; computed in float32), tokens [B, T] ->
     [B, T] float32 with position 0 set to 0 (nothing predicts the first token).
     """
-    return jnp.pad(_target_logprobs(logits[:, :-1], tokens[:, 1:]), ((0, 0), (1, 0)))
+    # The targets are shifted, not the logits: slicing [B, T, V] logits to T - 1 positions
+    # costs XLA a copy of them; the last position's extra log-prob is dropped instead.
+    targets = jnp.pad(tokens[:, 1:], ((0, 0), (0, 1)))
+    return jnp.pad(_target_logprobs(logits, targets)[:, :-1], ((0, 0), (1, 0)))
 
 
 def _target_logprobs(logits: jax.Array, targets: jax.Array) -> jax.Array:

@@ -114,6 +114,15 @@ class RMSNorm(nnx.Module):
         return (self.scale[...].astype(jnp.float32) * normed).astype(x.dtype)
 
 
+def tokens_first(x: jax.Array) -> jax.Array:
+    """[B, T, d] -> [B*T, d], once per layer input, for the projections that read it.
+
+    The projections' weight gradients then contract one token axis instead of (B, T):
+    XLA:CPU runs the two-axis contraction ~30% slower (a 2-D dot is its fast path), and
+    one reshape shared by q, k and v is saved for the backward once. Free (a bitcast)."""
+    return x.reshape(-1, x.shape[-1])
+
+
 @dataclasses.dataclass(frozen=True)
 class AttentionInputs:
     """Per-forward attention geometry, computed once and shared by every layer.
@@ -150,12 +159,15 @@ class Attention(nnx.Module):
         """x: [B, T, d]; cache_kv: None, or this layer's cached (k, v) [B, K, S, Dh], read
         only. Returns (out [B, T, d], (k, v) [B, T, K, Dh] of the new tokens), which the
         caller writes into the cache once for all layers."""
-        b, t, _ = x.shape
+        b, t, d = x.shape
         dh, theta, scaling = self.rope
         inv_freq = inverse_frequencies(dh, theta, dict(scaling) if scaling else None)
-        q = apply_rope(self.q_proj(x, lora), geo.positions, inv_freq)  # [B, T, H, Dh]
-        k = apply_rope(self.k_proj(x, lora), geo.positions, inv_freq)  # [B, T, K, Dh]
-        v = self.v_proj(x, lora)                                       # [B, T, K, Dh]
+        x = tokens_first(x)
+        q = apply_rope(self.q_proj(x, lora).reshape(b, t, -1, dh), geo.positions,
+                       inv_freq)                                      # [B, T, H, Dh]
+        k = apply_rope(self.k_proj(x, lora).reshape(b, t, -1, dh), geo.positions,
+                       inv_freq)                                      # [B, T, K, Dh]
+        v = self.v_proj(x, lora).reshape(b, t, -1, dh)                # [B, T, K, Dh]
         q = sharding.constrain(q, ("batch", "length", "heads", "head_dim"))
         # Resolved per call from static shapes, so "auto" may pick cuDNN for a prefill
         # and the einsum for a one-token decode step of the same model.
@@ -169,7 +181,7 @@ class Attention(nnx.Module):
         else:
             out = attention.cached_attention(q, k, v, geo.mask, *cache_kv, geo.cache_mask,
                                              impl)
-        return self.o_proj(out.reshape(b, t, -1, dh), lora), (k, v)
+        return self.o_proj(out.reshape(b * t, -1, dh), lora).reshape(b, t, d), (k, v)
 
 
 class MLP(nnx.Module):
@@ -182,9 +194,12 @@ class MLP(nnx.Module):
         self.down_proj = Linear((f,), (d,), cfg, rngs=rngs, stack=stack, use_bias=cfg.mlp_bias)
 
     def __call__(self, x, lora: bool):
-        h = jax.nn.silu(self.gate_proj(x, lora)) * self.up_proj(x, lora)
-        h = sharding.constrain(h, ("batch", "length", "mlp"))
-        return self.down_proj(h, lora)
+        """x: [B, T, d] -> [B, T, d]."""
+        x2 = tokens_first(x)
+        h = jax.nn.silu(self.gate_proj(x2, lora)) * self.up_proj(x2, lora)  # [B*T, F]
+        # B*T rows are split as B is: the "length" axis is never sharded.
+        h = sharding.constrain(h, ("batch", "mlp"))
+        return self.down_proj(h, lora).reshape(x.shape)
 
 
 class DecoderLayer(nnx.Module):
@@ -316,11 +331,14 @@ class Transformer(nnx.Module):
     def logits(self, hidden: jax.Array, lora: bool = True) -> jax.Array:
         """Final-norm hidden states [..., d] -> float32 logits [..., V]."""
         cfg = self.config
+        flat = tokens_first(hidden)
         if self.lm_head is None:  # tied: the embedding [V, d] is the output projection
-            return jnp.einsum("...d,vd->...v", hidden.astype(cfg.compute_dtype),
-                              self.embedder[...].astype(cfg.compute_dtype),
-                              preferred_element_type=jnp.float32)
-        return self.lm_head(hidden, lora).astype(jnp.float32)
+            out = jnp.einsum("nd,vd->nv", flat.astype(cfg.compute_dtype),
+                             self.embedder[...].astype(cfg.compute_dtype),
+                             preferred_element_type=jnp.float32)
+        else:
+            out = self.lm_head(flat, lora).astype(jnp.float32)
+        return out.reshape(hidden.shape[:-1] + out.shape[-1:])
 
     # ------------------------------------------------------------------- LoRA
     def add_lora(self, rank: int, alpha: float, targets: Sequence[str], rngs: nnx.Rngs):

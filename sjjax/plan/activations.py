@@ -110,12 +110,10 @@ def activation_rows(inputs: PlanInputs) -> list[Row]:
     working = [dataclasses.replace(x, count=x.count * working_layers) for x in layer["none"]]
     what = {"none": "all", "dots": "projection outputs", "full": "layer inputs"}[cfg.remat]
     shape = f"{rows} rows x {t} tokens"
-    out = [
-        rows_from("step", f"activations saved x{l} layers (remat={cfg.remat}: {what})",
-                  saved, inputs, f"L x per-layer set ({shape}); docs/scale.md"),
-        rows_from("step", f"activations working set ({working_layers} layer(s))",
-                  working, inputs, f"{working_layers} x per-layer set of remat=none"),
-    ]
+    out = [rows_from("step", f"activations saved x{l} layers (remat={cfg.remat}: {what})",
+                     saved, inputs, f"L x per-layer set ({shape}); docs/scale.md")]
+    working_row = rows_from("step", f"activations working set ({working_layers} layer(s))",
+                            working, inputs, f"{working_layers} x per-layer set of remat=none")
     kernel = attention_kernel(inputs)
     if cfg.remat == "none" and kernel == "xla":
         out.append(rows_from("step", "attention mask broadcast (bool)", [
@@ -138,7 +136,14 @@ def activation_rows(inputs: PlanInputs) -> list[Row]:
         logits = rows_from("step", "log-softmax, its grad, logits grad (f32)", [
             Tensor("logits", (rows, t, v), 4, ("batch", "length", "vocab"), LOGITS_COPIES)],
             inputs, f"{LOGITS_COPIES} x B x T x V x 4")
+    # The loss's buffers are freed before the first layer's backward starts, so the
+    # layer working set only adds what exceeds them (XLA reuses that memory).
     out += [
+        dataclasses.replace(
+            working_row, name=working_row.name + ", beyond the loss buffers it reuses",
+            per_device=max(0, working_row.per_device - logits.per_device),
+            global_bytes=max(0, working_row.global_bytes - logits.global_bytes),
+            formula=f"max(0, {working_row.formula} - the loss row)"),
         rows_from("step", "final norm residuals", _norm_residuals("final_norm", rows, t, d, c),
                   inputs, "B x T x d x (4 + 4 + dtype)"),
         rows_from("step", "attention mask (bool)", [
