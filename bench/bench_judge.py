@@ -7,7 +7,7 @@ two judge tokens. sjjax: one jitted forward per batch that computes the prefix b
 orders share once (KV cache) and only the last position's logits. Both must give the
 same probabilities (checked here to 1e-4).
 
-    python bench/bench_judge.py [--pairs 8 --repeats 3 --attention auto]
+    python bench/bench_judge.py [--pairs 8 --repeats 5 --attention auto]
 
 Prints the ratio and each side's share of the FLOP bound (matmul FLOPs of the tokens
 it had to process / peak matmul FLOP/s measured in the same run).
@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from bench.common import (forward_flops_per_token, hardware_bounds, load_torch_smollm2,  # noqa
-                          match_precision, set_threads, smollm2_path, timeit, torch_device)
+                          match_precision, set_threads, smollm2_path, timeit_interleaved,
+                          torch_device)
 from sjjax.data.templates import (JudgePromptBuilder, default_judge_templates,  # noqa: E402
                                   validate_judge_templates)
 from sjjax.judge import Judge  # noqa: E402
@@ -54,7 +55,7 @@ def select_pairs(builder, n: int, lo: int = 200, hi: int = 272):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--pairs", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--attention", default="auto", choices=ATTENTION_IMPLEMENTATIONS,
                         help="model.attention (float32 here: auto resolves to xla)")
     parser.add_argument("--json")
@@ -68,12 +69,11 @@ def main():
     pairs = select_pairs(builder, args.pairs)
     graphdef, p, _ = split_params(build_model(cfg, params))
     judge = Judge(graphdef, builder, batch_size=args.pairs, pad_id=tok.pad_token_id)
-    ours_s = timeit(lambda: judge(p, None, pairs), repeats=args.repeats)
     ours = judge(p, None, pairs).order_probs[:, 0, :]
     batch, _ = judge.build_batch(pairs)
     prefix_tokens = int(batch.prefix_mask.sum())
     suffix_tokens = int(batch.suffix_mask.sum())
-    del p, params
+    del params
 
     import torch
     model = load_torch_smollm2()
@@ -99,7 +99,10 @@ def main():
                 probs[start:start + len(chunk), order] = torch.softmax(two, -1)[:, 0].cpu()
         return probs  # filled through .cpu(), which waits for the card
 
-    peer_s = timeit(peer, repeats=args.repeats)
+    # The two sides take turns in every repeat (this machine's speed drifts over minutes).
+    medians = timeit_interleaved({"sjjax": lambda: judge(p, None, pairs), "peer": peer},
+                                 repeats=args.repeats)
+    ours_s, peer_s = medians["sjjax"], medians["peer"]
     err = np.abs(peer() - ours).max()
     bounds = hardware_bounds()
     avg_len = total_tokens / (2 * len(pairs))
