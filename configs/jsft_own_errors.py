@@ -12,14 +12,16 @@ The argument (default runs/tiny/jsft) names the model whose samples become judge
   wins" always defeats: the judge then learns only from pairs no question-blind rule solves;
 - rationales: every pair's target continues after the decision token with each
   response's check against the question ("A: 83 is not in the question.", JM-PR;
-  `sjjax.data.synthetic.rationales`).
+  `sjjax.data.synthetic.rationales`);
+- check: the same checks written *before* the decision (the tiny_check preset: a judge
+  that checks, then decides; evaluate and self-judge it with that preset).
 """
 
 from sjjax import presets
 from sjjax.data.templates import COMPACT_JUDGE_TEMPLATE_RATIONALE
 from sjjax.presets import tiny
 
-OPTIONS = ("no_labelled", "rationales")
+OPTIONS = ("no_labelled", "rationales", "check")
 
 
 def get_config(arg: str = "runs/tiny/jsft"):
@@ -29,12 +31,17 @@ def get_config(arg: str = "runs/tiny/jsft"):
         raise ValueError(f"configs/jsft_own_errors.py:{arg}: unknown option(s) {unknown} "
                          f"(expected some of {OPTIONS})")
     rationales = "rationales" in options
-    c = presets.make("jsft", "tiny")
+    if rationales and "check" in options:
+        raise ValueError(f"configs/jsft_own_errors.py:{arg}: rationales (after the decision) "
+                         f"or check (before it), not both")
+    c = presets.make("jsft", "tiny_check" if "check" in options else "tiny")
     if "no_labelled" in options:
         c.data.sources = tuple({**s, "n_pairs": 0} for s in c.data.sources)
     proof = presets.synthetic_source(tiny.TASKS, n_sft=0, n_pairs=1000, n_prompts=0,
                                      wrong_fraction=0.0, seed=1)
-    c.data.sources = tuple(c.data.sources) + ({**proof, "pairs": "shortcut_proof"},)
+    proof = {**proof, "pairs": "shortcut_proof"}
+    c.data.sources = tuple(c.data.sources) + (
+        {**proof, "rationales": True} if "check" in options else proof,)
     if rationales:
         c.data.sources = tuple({**s, "rationales": True} for s in c.data.sources)
         c.judge.templates = COMPACT_JUDGE_TEMPLATE_RATIONALE

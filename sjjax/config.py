@@ -79,6 +79,7 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         principles=("helpfulness",),  # which templates are used (majority vote across)
         batch_size=8,                # judge prompts per forward pass
         max_length=1024,             # online judge prompts: context, then responses, trimmed
+        check_tokens=64,             # the longest check a check template's judge writes
         # The verdict (sjjax.judge.JudgeRules; the official code: full_softmax, share, b)
         score="pair_softmax",        # pair_softmax (2-way per order) | full_softmax (vocab)
         principle_vote="abstain",    # abstain (tied principle abstains) | share (> 1/2 won)

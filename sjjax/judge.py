@@ -21,8 +21,12 @@ The rules (`JudgeRules`, config.judge.score / principle_vote / tie_break):
   `utils.py:173-178`): a needs the strictly higher mean.
 Position consistency: both orders prefer the same response.
 
-Nothing is generated. One jitted forward judges a whole batch and does only the
-work the answer needs:
+A judge whose template has a `check` (sjjax.data.templates) first writes, greedily, its
+check of the two responses in each order ("A: 83 is not in the question.\nB: ..."),
+and its decision is read after the check and assistant_prefix (`Judge.from_config`
+builds the generator; config.judge.check_tokens bounds the check). Otherwise nothing
+is generated. One jitted forward judges a whole batch and does only the work the
+answer needs:
 - the prefix both orders share (chat header, instructions, context) is computed
   once into a KV cache, which the two orders' suffixes then extend;
 - logits are computed for the last position only (never [B, T, V]).
@@ -71,6 +75,7 @@ class Judgement:
     # [N, P, 2, 2] full-vocabulary P(A), P(B) per order (None: not computed)
     token_probs: np.ndarray | None = None
     principle_scores_b: np.ndarray | None = None  # [N, P] score_p(b)
+    checks: list | None = None   # [N][P][2] the written checks per order (check templates)
 
     @property
     def position_consistency(self) -> float:
@@ -192,11 +197,13 @@ def split_point(prefixes: Sequence[Sequence[int]], suffix_lengths: Sequence[int]
 
 class Judge:
     """Batches pairs into bucketed judge prompts and scores them with one jitted call
-    per batch."""
+    per batch (after writing each order's check, for a check template)."""
 
     def __init__(self, graphdef, builder: JudgePromptBuilder, *, batch_size: int = 8,
                  max_length: int | None = None, length_bucket: int = 16, pad_id: int = 0,
-                 rules: JudgeRules = JudgeRules()):
+                 rules: JudgeRules = JudgeRules(), checker=None):
+        """checker: a `sjjax.generation.Responder` on the same graph, with batch_size=None
+        and max_new_tokens = the longest check; needed when the templates have a check."""
         self.graphdef = graphdef
         self.rules = rules
         self.builder = builder
@@ -205,22 +212,84 @@ class Judge:
         self.length_bucket = length_bucket
         self.pad_id = pad_id
         self._fn = jax.jit(_judge_probs, static_argnums=(0,), static_argnames=("use_lora",))
+        checks = {builder.checks(p) for p in builder.principles}
+        if len(checks) > 1:
+            raise ConfigError("config.judge.templates: either every principle's template has "
+                              "a check or none has")
+        self.checks = checks == {True}
+        if self.checks and checker is None:
+            raise ValueError("a judge template with a check needs a checker (Judge.from_config)")
+        self.checker = checker
+
+    @classmethod
+    def from_config(cls, graphdef, policy, judge_config) -> "Judge":
+        """The judge of config.judge on `policy`'s tokenizer, on the graph `graphdef` (the
+        policy's, or its graph with LoRA adapters)."""
+        builder = JudgePromptBuilder.from_config(policy.tokenizer, judge_config, bos=policy.bos)
+        checker = None
+        if any(builder.checks(p) for p in builder.principles):
+            from sjjax.generation import Responder
+            checker = Responder(graphdef, policy.model_config, policy.tokenizer,
+                                max_new_tokens=judge_config.get("check_tokens", 64),
+                                eos_ids=policy.eos_ids, batch_size=None, prompt_bucket=16,
+                                bos=policy.bos)
+        return cls(graphdef, builder, batch_size=judge_config.batch_size,
+                   max_length=judge_config.max_length, pad_id=policy.tokenizer.pad_token_id,
+                   rules=JudgeRules.from_config(judge_config), checker=checker)
 
     @property
     def principles(self) -> list[str]:
         return self.builder.principles
 
-    def build_batch(self, pairs: Sequence[tuple[str, str, str]], rows: int | None = None):
-        """pairs of (context, a, b) -> (JudgeBatch, trimmed count); `rows` pads the
-        row count (so every call has the same shape)."""
+    def _prompts(self, pairs: Sequence[tuple[str, str, str]]) -> list:
+        """[(prompt a first, prompt b first)] per (pair, principle); a check template's
+        prompts end where the check is written, with room left for it."""
+        budget = self.max_length
+        if budget is not None and self.checks:
+            budget -= self.checker.sampler.max_new_tokens + max(
+                len(self.builder.check_ids(p, "")) for p in self.principles)
         prompts = []
         for context, a, b in pairs:
             for principle in self.principles:
-                ab = self.builder.prompt(principle, context, a, b, self.max_length)
-                ba = self.builder.prompt(principle, context, b, a, self.max_length)
+                ab = self.builder.prompt(principle, context, a, b, budget)
+                ba = self.builder.prompt(principle, context, b, a, budget)
                 # Trimming is symmetric in (a, b), so both orders share the prefix.
                 assert ab.prefix == ba.prefix, "judge prefixes of the two orders differ"
                 prompts.append((ab, ba))
+        return prompts
+
+    def write_checks(self, params, lora, pairs: Sequence[tuple[str, str, str]],
+                     rows: int | None = None, use_lora: bool = True) -> list:
+        """Each order's check, written greedily: [(ids a first, ids b first)] per (pair,
+        principle), the ids before assistant_prefix (what the judge wrote up to its
+        decision; all of it, EOS dropped, if it never wrote assistant_prefix). `rows` pads
+        the prompt count to 2 * rows (one compiled shape per prompt-length bucket)."""
+        from sjjax.sampling import SamplingParams
+        prompts = [list(x.ids) for pair in self._prompts(pairs) for x in pair]
+        if not prompts:
+            return []
+        padded = prompts + [prompts[-1]] * max(0, 2 * (rows or 0) - len(prompts))
+        out = self.checker.sample(params, lora, padded, jax.random.key(0),
+                                  SamplingParams(greedy=True), use_lora=use_lora)
+        eos = set(self.checker.eos_ids)
+        written = []
+        for i, gen in enumerate(out.tokens[:len(prompts)]):
+            ids = [int(t) for t in gen[0] if int(t) not in eos]
+            stop = self.builder.check_ids(self.principles[(i // 2) % len(self.principles)], "")
+            written.append(ids[:_find(ids, stop)])
+        return [(written[i], written[i + 1]) for i in range(0, len(written), 2)]
+
+    def build_batch(self, pairs: Sequence[tuple[str, str, str]], rows: int | None = None,
+                    checks: Sequence[tuple[list, list]] | None = None):
+        """pairs of (context, a, b) -> (JudgeBatch, trimmed count); `rows` pads the
+        row count (so every call has the same shape); `checks` (`write_checks`) are
+        appended to a check template's prompts, each followed by assistant_prefix."""
+        prompts = self._prompts(pairs)
+        if checks is not None:
+            after = [self.builder.check_ids(p, "") for p in self.principles]
+            prompts = [tuple(dataclasses.replace(x, suffix=x.suffix + c + after[i % len(after)])
+                             for x, c in zip(pair, check))
+                       for i, (pair, check) in enumerate(zip(prompts, checks))]
         trimmed = sum(bool(x.context_trimmed or x.responses_trimmed)
                       for pair in prompts for x in pair)
         n_rows = max(rows or 0, len(prompts))
@@ -253,10 +322,13 @@ class Judge:
         """Judges pairs of (context, response_a, response_b)."""
         p = len(self.principles)
         per_call = max(1, self.batch_size)
-        probs, trimmed = [], 0
+        probs, trimmed, written = [], 0, []
         for start in range(0, len(pairs), per_call):
             chunk = pairs[start:start + per_call]
-            batch, t = self.build_batch(chunk, rows=per_call * p)
+            checks = (self.write_checks(params, lora, chunk, per_call * p, use_lora)
+                      if self.checks else None)
+            written += checks or []
+            batch, t = self.build_batch(chunk, rows=per_call * p, checks=checks)
             trimmed += t
             probs.append(self.probs(params, lora, batch, use_lora)[:len(chunk) * p])
         out = (np.concatenate(probs) if probs else np.zeros((0, 2, 3))).reshape(-1, p, 2, 3)
@@ -264,11 +336,24 @@ class Judge:
         score_a, mean, a_wins, consistent, ties = aggregate(order_probs, token_probs,
                                                             self.rules)
         score_b = principle_scores(order_probs, token_probs, self.rules.score)[1]
+        texts = None
+        if self.checks:
+            decode = self.builder.tokenizer.decode
+            texts = [[[decode(ids) for ids in written[i * p + j]] for j in range(p)]
+                     for i in range(len(pairs))]
         return Judgement(order_probs, score_a, mean, a_wins, consistent, ties, trimmed,
-                         token_probs, score_b)
+                         token_probs, score_b, texts)
 
     def compiled_count(self) -> int:
         return self._fn._cache_size()
+
+
+def _find(ids: list[int], sub: list[int]) -> int:
+    """Index of the first occurrence of `sub` in `ids` (len(ids) if none or sub empty)."""
+    for i in range(len(ids) - len(sub) + 1) if sub else ():
+        if ids[i:i + len(sub)] == sub:
+            return i
+    return len(ids)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))

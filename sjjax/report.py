@@ -108,7 +108,24 @@ def judge_table(evals: dict) -> list[str]:
                                                           for r in _RULES)
             + " | bar | bar, rules reversed too |",
             "|" + "---|" * (7 + len(_RULES))]
-    return head + lines + [""]
+    return head + lines + [""] + _check_table(evals)
+
+
+def _check_table(evals: dict) -> list[str]:
+    """A judge that writes its check before deciding: how often the check is the true
+    one, and its accuracy where both orders' checks are right."""
+    lines = [f"| {LABELS.get(name, name)} | {j.get('pairs', key)} | {_fmt(j['check_accuracy'])} "
+             f"| {_fmt(j.get('accuracy_when_checks_right'))} | {_fmt(j.get('accuracy'))} |"
+             for name, ev in evals.items()
+             for key in ("judge", "judge_shortcut_proof", "judge_own_pairs")
+             if (j := ev.get(key)) and j.get("check_accuracy") is not None]
+    if not lines:
+        return []
+    return ["The judge writes its check of both responses before deciding: how often the "
+            "written check is the true one (each order counted), and its accuracy where "
+            "both orders' checks are right.", "",
+            "| model | pairs | checks right | judge, both checks right | judge, all |",
+            "|---|---|---|---|---|"] + lines + [""]
 
 
 def _plot_sweep(tour: dict, path: str):

@@ -192,6 +192,10 @@ def encode_judgment(judge: JudgePromptBuilder, judgment: Judgment, max_length: i
         raise ConfigError(f"config.judge.principles: {judgment.source} has principle "
                           f"{judgment.principle!r}, which has no judge template "
                           f"(configured: {judge.principles})")
+    if judge.checks(judgment.principle) and judgment.rationale_chosen is None:
+        raise ConfigError(f"{judgment.source}: config.judge.templates.{judgment.principle}"
+                          f".check needs each response's check (rationale_chosen and "
+                          f"rationale_rejected; a synthetic source: rationales=True)")
     out = []
     for chosen_first in (True, False):
         result = judge.training_example(
@@ -242,7 +246,8 @@ def build_jsft_examples(conversations: Sequence[Conversation], judgments: Sequen
     pairs = []  # the examples of one judgment (both orders, minus drops)
     for judgment in judgments:
         has_rationale = judgment.rationale_chosen is not None
-        if has_rationale and not judge.templates[judgment.principle].rationale:
+        template = judge.templates[judgment.principle]
+        if has_rationale and not (template.rationale or template.check):
             stats.notes["rationale_without_template"] += 1
         group = []
         for order, (example, truncated) in zip(("AB", "BA"),

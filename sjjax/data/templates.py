@@ -65,12 +65,18 @@ class JudgeTemplate:
     assistant_prefix: assistant text before the decision token (e.g. "Answer:").
     rationale: optional text after the decision token with {rationale_a} and
       {rationale_b} (JM-PR: principles + rationales).
+    check: optional text the judge writes *before* assistant_prefix and its decision,
+      with {rationale_a} and {rationale_b} (a judge that checks, then decides: at
+      inference the check is generated, greedily, and the decision read after it;
+      `sjjax.judge`). Not the paper's JM-PR, whose rationale follows the decision; a
+      template has a rationale or a check, not both.
     """
     principle: str
     system: str
     user: str
     assistant_prefix: str = ""
     rationale: str | None = None
+    check: str | None = None
 
     @classmethod
     def from_config(cls, principle: str, entry: Mapping) -> "JudgeTemplate":
@@ -79,7 +85,7 @@ class JudgeTemplate:
             entry = entry.to_dict()
         if not isinstance(entry, Mapping):
             raise TemplateError(f"config.{key}: expected a dict with system/user/assistant_prefix")
-        unknown = set(entry) - {"system", "user", "assistant_prefix", "rationale"}
+        unknown = set(entry) - {"system", "user", "assistant_prefix", "rationale", "check"}
         if unknown:
             raise TemplateError(f"config.{key}: unknown field(s) {sorted(unknown)}")
         user = entry.get("user")
@@ -97,18 +103,21 @@ class JudgeTemplate:
         if positions != sorted(positions):
             raise TemplateError(f"config.{key}.user: placeholders must appear in the order "
                                 f"{', '.join(JUDGE_PLACEHOLDERS)}")
-        rationale = entry.get("rationale")
-        if rationale:
+        rationale, check = entry.get("rationale"), entry.get("check")
+        for name, text in (("rationale", rationale), ("check", check)):
             for placeholder in ("{rationale_a}", "{rationale_b}"):
-                if placeholder not in rationale:
-                    raise TemplateError(f"config.{key}.rationale: missing {placeholder}")
-        for text_key in ("system", "user", "assistant_prefix", "rationale"):
+                if text and placeholder not in text:
+                    raise TemplateError(f"config.{key}.{name}: missing {placeholder}")
+        if rationale and check:
+            raise TemplateError(f"config.{key}: a rationale (after the decision) or a check "
+                                f"(before it), not both")
+        for text_key in ("system", "user", "assistant_prefix", "rationale", "check"):
             value = entry.get(text_key) or ""
             if _OPEN in value or _CLOSE in value:
                 raise TemplateError(f"config.{key}.{text_key}: contains a reserved character")
         return cls(principle=principle, system=entry.get("system") or "", user=user,
                    assistant_prefix=entry.get("assistant_prefix") or "",
-                   rationale=rationale or None)
+                   rationale=rationale or None, check=check or None)
 
 
 def validate_judge_templates(templates: Mapping, principles: Sequence[str]) -> dict:
@@ -170,6 +179,11 @@ COMPACT_JUDGE_TEMPLATE = {"helpfulness": dict(
 # them with `rationales`): the target is " A\nA: 83 is not in the question.\nB: ..."
 COMPACT_JUDGE_TEMPLATE_RATIONALE = {"helpfulness": dict(
     COMPACT_JUDGE_TEMPLATE["helpfulness"], rationale="\nA: {rationale_a}\nB: {rationale_b}")}
+# The same checks written *before* the decision (a judge that checks, then decides): the
+# assistant turn is "A: 83 is not in the question.\nB: 85 is in the question and the
+# largest.\nAnswer: B".
+COMPACT_JUDGE_TEMPLATE_CHECK = {"helpfulness": dict(
+    COMPACT_JUDGE_TEMPLATE["helpfulness"], check="A: {rationale_a}\nB: {rationale_b}\n")}
 
 
 # --------------------------------------------------------------------------
@@ -368,7 +382,9 @@ class JudgePrompt:
     prefix: everything up to where the first response starts (chat header, system,
       instructions, context) - identical for both orders of a pair.
     suffix: first response, text between, second response, end of the user turn,
-      assistant header and prefix. The decision token is predicted after it.
+      assistant header and prefix. The decision token is predicted after it; for a
+      check template the suffix ends with the assistant header, where the check is
+      written (`JudgePromptBuilder.check_ids` then leads to the decision).
     """
     prefix: list[int]
     suffix: list[int]
@@ -410,16 +426,21 @@ class JudgePromptBuilder:
     def _literal_pieces(self, t: JudgeTemplate):
         user = (t.user.replace("{context}", _slot("context"))
                 .replace("{response_a}", _slot("first")).replace("{response_b}", _slot("second")))
+        check = _slot("check") if t.check else ""
         messages = ([{"role": "system", "content": t.system}] if t.system else []) + [
             {"role": "user", "content": user},
-            {"role": "assistant", "content": t.assistant_prefix + _slot("target")}]
+            {"role": "assistant", "content": check + t.assistant_prefix + _slot("target")}]
         parts = self.pieces.render(messages)
         names = parts[1::2]
-        if names != ["context", "first", "second", "target"]:
+        expected = ["context", "first", "second"] + (["check"] if t.check else []) + ["target"]
+        if names != expected:
             raise TemplateError(f"config.judge.templates.{t.principle}: the chat template "
                                 f"reordered or dropped the judge slots ({names})")
-        eot, _ = self.pieces.split_end_of_turn(parts[8])
+        eot, _ = self.pieces.split_end_of_turn(parts[-1])
         literal = self.pieces.literal
+        # A check template: the prompt ends with the assistant header (where the check is
+        # written); assistant_prefix follows the check.
+        after_check = literal(parts[8]) if t.check else []
         # SentencePiece-style: a literal's trailing spaces lead the text that follows.
         leads = {}
         for i, slot in ((0, "context"), (2, "first"), (4, "second")):
@@ -429,7 +450,8 @@ class JudgePromptBuilder:
                 leads[slot] = text[len(parts[i]):]
         return dict(before_context=literal(parts[0], first=True),
                     before_first=literal(parts[2]), between=literal(parts[4]),
-                    before_target=literal(parts[6]), end_of_turn=literal(eot), leads=leads)
+                    before_target=literal(parts[6]), after_check=after_check,
+                    end_of_turn=literal(eot), leads=leads)
 
     def prompt(self, principle: str, context: str, first: str, second: str,
                max_length: int | None = None, on_overflow: str = "trim_responses"
@@ -463,16 +485,33 @@ class JudgePromptBuilder:
 
     def target(self, chosen_first: bool, rationale_first: str | None = None,
                rationale_second: str | None = None, principle: str | None = None) -> list[int]:
-        """Decision token (A if the chosen response is shown first), optional rationale,
-        end-of-turn (unless target_eos is False)."""
+        """[check, assistant_prefix,] decision token (A if the chosen response is shown
+        first), optional rationale, end-of-turn (unless target_eos is False)."""
         principle = principle or self.principles[0]
         template = self.templates[principle]
-        ids = [self.token_ids[0] if chosen_first else self.token_ids[1]]
+        ids = []
+        if template.check:
+            if rationale_first is None or rationale_second is None:
+                raise TemplateError(f"config.judge.templates.{principle}.check: the judgment "
+                                    f"has no rationales to write as its check")
+            ids += self.check_ids(principle, template.check.format(
+                rationale_a=rationale_first, rationale_b=rationale_second))
+        ids.append(self.token_ids[0] if chosen_first else self.token_ids[1])
         if template.rationale and rationale_first is not None and rationale_second is not None:
             text = template.rationale.format(rationale_a=rationale_first,
                                              rationale_b=rationale_second)
             ids += self.pieces.content(text)
         return ids + (self._literals[principle]["end_of_turn"] if self.target_eos else [])
+
+    def checks(self, principle: str | None = None) -> bool:
+        """Whether the judge of `principle` (default: the first) writes a check before
+        its decision."""
+        return bool(self.templates[principle or self.principles[0]].check)
+
+    def check_ids(self, principle: str, check_text: str) -> list[int]:
+        """What follows a check template's prompt before the decision token: the check
+        text, then assistant_prefix."""
+        return self.pieces.content(check_text) + self._literals[principle]["after_check"]
 
     def training_example(self, principle: str, context: str, chosen: str, rejected: str,
                          chosen_first: bool, rationale_chosen: str | None = None,

@@ -26,6 +26,13 @@ class JudgeEval:
     baselines: dict = dataclasses.field(default_factory=dict)  # rule -> accuracy, best
     baselines_by_group: dict = dataclasses.field(default_factory=dict)
     chosen_first: float = float("nan")  # share of pairs with the chosen response as a
+    # A judge that writes its check first (sjjax.judge), on pairs that carry the true
+    # checks (rationales): the share of written checks (both orders) equal to the true
+    # one, the accuracy on the pairs whose two checks are both right, and a few examples.
+    check_accuracy: float | None = None
+    accuracy_when_checks_right: float | None = None
+    check_examples: list | None = None
+
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -72,13 +79,46 @@ def evaluate_judge(judge: Judge, params, lora, judgments: Sequence[Judgment],
             baselines_by_group[name] = baseline_accuracies(
                 [x for x, s in zip(a, sel) if s], [y for y, s in zip(b, sel) if s],
                 [q for q, s in zip(questions, sel) if s], first[sel])
+    checks = (_check_scores(judge, result, judgments, first, correct)
+              if result.checks is not None else {})
     return JudgeEval(mean_or_nan(correct), result.position_consistency,
                      longer_wins_accuracy([j.chosen for j in judgments],
                                           [j.rejected for j in judgments]),
                      len(judgments), by_group, ties=int(tie.sum()),
                      baselines=baseline_accuracies(a, b, questions, first),
                      baselines_by_group=baselines_by_group,
-                     chosen_first=mean_or_nan(first))
+                     chosen_first=mean_or_nan(first), **checks)
+
+
+def _check_scores(judge: Judge, result, judgments: Sequence[Judgment], first: np.ndarray,
+                  correct: np.ndarray, examples: int = 4) -> dict:
+    """How often a check-first judge's written checks (principle 0) are the true ones
+    (the template's check filled with the judgments' rationales in the shown order)."""
+    known = [j.rationale_chosen is not None and j.rationale_rejected is not None
+             for j in judgments]
+    if not any(known):
+        return {}
+    template = judge.builder.templates[judge.principles[0]].check
+    right, both, shown = [], [], []
+    for i, (j, f) in enumerate(zip(judgments, first)):
+        if not known[i]:
+            continue
+        ra, rb = ((j.rationale_chosen, j.rationale_rejected) if f
+                  else (j.rationale_rejected, j.rationale_chosen))
+        truth = (template.format(rationale_a=ra, rationale_b=rb),
+                 template.format(rationale_a=rb, rationale_b=ra))
+        written = result.checks[i][0]
+        ok = [w == t for w, t in zip(written, truth)]
+        right += ok
+        both.append(all(ok))
+        if len(shown) < examples:
+            shown.append({"a": j.chosen if f else j.rejected, "b": j.rejected if f else j.chosen,
+                          "written": list(written), "true": list(truth),
+                          "right": float(correct[i])})
+    sel = np.array(known)
+    return {"check_accuracy": mean_or_nan(right),
+            "accuracy_when_checks_right": mean_or_nan(correct[sel][np.array(both)]),
+            "check_examples": shown}
 
 
 def synthetic_family(j) -> str:

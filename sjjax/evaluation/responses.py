@@ -75,18 +75,19 @@ def sampled_quality(responder: Responder, prompts: Sequence[Prompt], key: jax.Ar
 
 
 def own_pairs(prompts: Sequence[Prompt], replies: Sequence[Sequence[str]],
-              principle: str = "helpfulness"):
+              principle: str = "helpfulness", rationales: bool = False):
     """The policy's own pairs, as the self-judge phase forms them: replies 0 and 1, 2 and
     3, ... of each prompt; labelled by the synthetic oracle -> (the informative pairs as
     Judgments, chosen = the right reply; SampleCounts of all pairs). These, not labelled
-    pairs, are what the judge must get right for self-training to help."""
+    pairs, are what the judge must get right for self-training to help. rationales:
+    each pair carries both replies' true checks (for a check-first judge's score)."""
     paired, a, b = [], [], []
     for prompt, texts in zip(prompts, replies):
         for i in range(0, len(texts) - 1, 2):
             paired.append(prompt)
             a.append(texts[i])
             b.append(texts[i + 1])
-    return pairs_from_samples(paired, a, b, principle)
+    return pairs_from_samples(paired, a, b, principle, rationales)
 
 
 def win_rate_against_references(responder: Responder, judge: Judge, items: Sequence[EvalItem],

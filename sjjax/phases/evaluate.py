@@ -38,12 +38,11 @@ from sjjax.config import ConfigError, save_resolved
 from sjjax.data import synthetic
 from sjjax.data.readers import read_alpaca_eval
 from sjjax.data.sources import load_oracle, read_sources
-from sjjax.data.templates import JudgePromptBuilder
 from sjjax.evaluation import (evaluate_judge, greedy_quality, own_pairs, sampled_quality,
                               stratified_prompts, synthetic_family, tournament_sweep,
                               win_rate_against_references)
 from sjjax.generation import Responder
-from sjjax.judge import Judge, JudgeRules
+from sjjax.judge import Judge
 from sjjax.phases.common import load_policy, sampling_params
 from sjjax.sampling import SamplingParams
 
@@ -76,7 +75,7 @@ def _heldout(config):
             _sample(records.judgments, ev.num_pairs, config.seed + 1))
 
 
-def shortcut_proof_judgments(config) -> list:
+def shortcut_proof_judgments(config, rationales: bool = False) -> list:
     """The synthetic sources' held-out labelled-pair questions (the draw of their
     labelled pairs, and the same seeded subset of them as `_heldout`) with wrong
     answers that defeat every question-blind rule (`synthetic.shortcut_proof_pairs`)."""
@@ -96,7 +95,8 @@ def shortcut_proof_judgments(config) -> list:
     out = []
     for seed, principle in dict.fromkeys((s, p) for _, s, p in chosen):
         group = [t for t, s, p in chosen if (s, p) == (seed, principle)]
-        out += [x.judgment(principle) for x in synthetic.shortcut_proof_pairs(group, seed)]
+        out += [x.judgment(principle, rationales)
+                for x in synthetic.shortcut_proof_pairs(group, seed)]
     return out
 
 
@@ -125,11 +125,7 @@ def run(config):
     oracle = load_oracle(config)
     responder = Responder.from_config(policy, config.sampling)
     judge_policy = _judge_policy(config, policy)
-    builder = JudgePromptBuilder.from_config(judge_policy.tokenizer, config.judge,
-                                             bos=judge_policy.bos)
-    judge = Judge(judge_policy.graphdef, builder, batch_size=config.judge.batch_size,
-                  max_length=config.judge.max_length, pad_id=judge_policy.tokenizer.pad_token_id,
-                  rules=JudgeRules.from_config(config.judge))
+    judge = Judge.from_config(judge_policy.graphdef, judge_policy, config.judge)
     weights = dict(policy_params=policy.params, policy_lora=policy.lora,
                    judge_params=judge_policy.params, judge_lora=judge_policy.lora)
     results = {"model": config.model.source, "label": ev.label or config.model.source,
@@ -146,9 +142,11 @@ def run(config):
                 sampling_params(config.sampling), ev.samples_per_prompt,
                 policy_params=policy.params, policy_lora=policy.lora, replies=replies)
             log.info("sampled: %s", results["sampled"])
-    proof = shortcut_proof_judgments(config) if ev.shortcut_proof else []
-    own, own_counts = (own_pairs(prompts, replies) if oracle is not None and prompts
-                       and ev.samples_per_prompt >= 2 else ([], None))
+    # A judge that writes checks is also scored on them: the pairs carry the true ones.
+    proof = shortcut_proof_judgments(config, judge.checks) if ev.shortcut_proof else []
+    own, own_counts = (own_pairs(prompts, replies, rationales=judge.checks)
+                       if oracle is not None and prompts and ev.samples_per_prompt >= 2
+                       else ([], None))
     for name, pairs, kind in (("judge", judgments, "labelled"),
                               ("judge_shortcut_proof", proof, "shortcut-proof"),
                               ("judge_own_pairs", own, "the model's own informative pairs")):
@@ -160,9 +158,11 @@ def run(config):
             kind = "labelled (shortcut-solvable: see judge_shortcut_proof)"
         results[name]["pairs"] = kind
         log.info("%s accuracy %.3f (consistency %.3f, ties %d); best question-blind rule "
-                 "%s %.3f", name, results[name]["accuracy"],
+                 "%s %.3f%s", name, results[name]["accuracy"],
                  results[name]["position_consistency"], results[name]["ties"],
-                 results[name]["baselines"]["best_rule"], results[name]["baselines"]["best"])
+                 results[name]["baselines"]["best_rule"], results[name]["baselines"]["best"],
+                 "" if results[name]["check_accuracy"] is None else
+                 f"; its written checks right: {results[name]['check_accuracy']:.3f}")
     if own_counts is not None:  # how the own pairs split, informative or not
         results.setdefault("judge_own_pairs", {"n": 0})["pair_counts"] = \
             dataclasses.asdict(own_counts)

@@ -38,10 +38,9 @@ import numpy as np
 from sjjax import sharding
 from sjjax.config import ConfigError
 from sjjax.data.sources import load_oracle, load_prompts
-from sjjax.data.templates import JudgePromptBuilder
 from sjjax.evaluation.shortcuts import RULES, agreement, rule_votes
 from sjjax.generation import Responder
-from sjjax.judge import Judge, JudgeRules
+from sjjax.judge import Judge
 from sjjax.losses import DPOType
 from sjjax.phases.common import load_policy, sampling_params
 from sjjax.sampling import bucket
@@ -213,7 +212,7 @@ class SelfJudgeTask:
         self.sampling = sampling_params(config.sampling)
 
     def setup(self, weights) -> None:
-        c, tok = self.config, self.policy.tokenizer
+        c = self.config
         self.weights = weights
         self.batch_devices = batch_devices(jax.tree.leaves(weights.base)[0].sharding.mesh,
                                            c.mesh.rules)
@@ -222,10 +221,7 @@ class SelfJudgeTask:
                                                graphdef=weights.graphdef, batched=False)
         self.prompt_ids = self.responder.encode([p.messages for p in self.prompts])
         # The judge runs on the policy's graph; the reference is that graph with adapters off.
-        self.judge = Judge(weights.graphdef,
-                           JudgePromptBuilder.from_config(tok, c.judge, bos=self.policy.bos),
-                           batch_size=c.judge.batch_size, max_length=c.judge.max_length,
-                           pad_id=tok.pad_token_id, rules=JudgeRules.from_config(c.judge))
+        self.judge = Judge.from_config(weights.graphdef, self.policy, c.judge)
 
     def make_step(self, weights, optimizer, schedule):
         spec = LossSpec.from_config(self.config, weights.use_lora)
@@ -262,21 +258,24 @@ class SelfJudgeTask:
         pairs = [(self.prompts[i].context, texts[2 * k], texts[2 * k + 1])
                  for k, i in enumerate(idx)]
         judged = None
+        identical = np.array([a == b for a, b in samples])
+        distinct = np.flatnonzero(~identical)
         if sj.judge in ORACLE_JUDGES:  # the controls: the task oracle (maybe noisy)
             flip = float(sj.get("oracle_flip", 0.0)) if sj.judge == "oracle_noisy" else 0.0
-            identical = np.array([a == b for a, b in samples])
             a_wins, valid, flipped = oracle_labels(scores, identical, flip, c.seed, step)
-        elif sj.judge == "reference":  # the frozen JM: base weights, adapters off
-            judged = self.judge(w.base, lora, pairs, use_lora=False)
-        else:  # ablation: the current policy judges its own samples
-            judged = self.judge(params, lora, pairs)
-        if judged is not None:
-            a_wins = judged.a_wins
+        else:
+            # Identical pairs carry no preference: only the distinct ones are judged.
+            distinct_pairs = [pairs[k] for k in distinct]
+            if sj.judge == "reference":  # the frozen JM: base weights, adapters off
+                judged = self.judge(w.base, lora, distinct_pairs, use_lora=False)
+            else:  # ablation: the current policy judges its own samples
+                judged = self.judge(params, lora, distinct_pairs)
+            a_wins = np.ones(len(pairs), bool)
+            a_wins[distinct] = judged.a_wins
+            valid = ~identical
         t_judge = time.perf_counter() - started - t_sample
 
         identical, informative, agree = pair_outcomes(samples, scores, a_wins)
-        if judged is not None:
-            valid = ~identical
         chosen = [responses[2 * k + (0 if win else 1)] for k, win in enumerate(a_wins)]
         rejected = [responses[2 * k + (1 if win else 0)] for k, win in enumerate(a_wins)]
         # Only the pairs with a preference go into the DPO rows (the others would add
@@ -289,8 +288,8 @@ class SelfJudgeTask:
             "pairs/identical": float(identical.mean()),
             # over distinct pairs: identical responses are judged the same in both orders
             "judge/position_consistency": (
-                float(judged.consistent[~identical].mean())
-                if judged is not None and (~identical).any() else float("nan")),
+                float(judged.consistent.mean())
+                if judged is not None and len(distinct) else float("nan")),
             "judge/ties": judged.ties if judged is not None else 0,
             "pairs/with_preference": float(valid.mean()),
             "response/length_mean": float(lengths.mean()),

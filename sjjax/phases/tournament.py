@@ -16,10 +16,9 @@ import jax
 
 from sjjax.config import ConfigError, save_resolved
 from sjjax.data.sources import load_oracle, load_prompts
-from sjjax.data.templates import JudgePromptBuilder
 from sjjax.evaluation import stratified_prompts, tournament_sweep
 from sjjax.generation import Responder
-from sjjax.judge import Judge, JudgeRules
+from sjjax.judge import Judge
 from sjjax.phases.common import load_policy, sampling_params
 
 
@@ -46,10 +45,7 @@ def run(config):
     prompts = select_prompts(config)
     oracle = load_oracle(config)
     responder = Responder.from_config(policy, config.sampling)
-    judge = Judge(policy.graphdef, JudgePromptBuilder.from_config(policy.tokenizer, config.judge,
-                                                                  bos=policy.bos),
-                  batch_size=config.judge.batch_size, max_length=config.judge.max_length,
-                  pad_id=policy.tokenizer.pad_token_id, rules=JudgeRules.from_config(config.judge))
+    judge = Judge.from_config(policy.graphdef, policy, config.judge)
     key = jax.random.key(config.seed)
     sampling = sampling_params(config.sampling)
     sizes = tuple(sorted(set(t.num_candidates)))

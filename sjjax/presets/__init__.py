@@ -7,6 +7,7 @@ wires the run directories (`common.START_FROM`).
 
     tiny          tiny.py        from-scratch ~3M-parameter model on the synthetic suite
                                  (CPU, minutes)
+    tiny_check    tiny.py        the same with a judge that checks, then decides
     smollm2       smollm2.py     SmolLM2-135M-Instruct on the synthetic suite (CPU: an
                                  hour or two)
     smollm2_hh    smollm2_hh.py  SmolLM2-135M-Instruct on HH-RLHF (../shared/data)
@@ -31,6 +32,7 @@ from sjjax.presets.common import START_FROM, runs_root, synthetic_source  # noqa
 
 _GET_CONFIG = {
     "tiny": tiny.get_config,
+    "tiny_check": functools.partial(tiny.get_config, check=True),
     "smollm2": smollm2.get_config,
     "smollm2_hh": smollm2_hh.get_config,
     **{model: functools.partial(paper.get_config, model=model) for model in paper.PRESETS},

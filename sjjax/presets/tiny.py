@@ -1,12 +1,18 @@
 """tiny: a from-scratch ~3M-parameter model (the architecture of `config.model.tiny`) on
-the synthetic suite; every phase runs on a CPU in minutes."""
+the synthetic suite; every phase runs on a CPU in minutes.
+
+tiny_check: the same with a judge that writes its check of both responses before its
+decision ("A: 83 is not in the question.\nB: 85 is in the question and the
+largest.\nAnswer: B"; `COMPACT_JUDGE_TEMPLATE_CHECK`): every judgment of its data
+carries the responses' checks (`synthetic.explain`), and every phase judges that way.
+Not the paper's JM-PR (whose rationale follows the decision); docs/results.md."""
 
 from __future__ import annotations
 
 import ml_collections
 
 from sjjax.config import base_config
-from sjjax.data.templates import COMPACT_JUDGE_TEMPLATE
+from sjjax.data.templates import COMPACT_JUDGE_TEMPLATE, COMPACT_JUDGE_TEMPLATE_CHECK
 from sjjax.presets.common import finish, synthetic_source
 
 # Families and levels of the synthetic suite. The tiny model is trained from scratch in
@@ -36,7 +42,8 @@ PHASE_OVERRIDES = {
 }
 
 
-def get_config(phase: str) -> ml_collections.ConfigDict:
+def get_config(phase: str, check: bool = False) -> ml_collections.ConfigDict:
+    """The tiny preset's config of `phase`; check=True: tiny_check (module docstring)."""
     c = base_config(phase)
     c.model.source = "tiny"          # from scratch (sft, jsft); later phases: START_FROM
     c.data.sources = (synthetic_source(TASKS, n_sft=2000, n_pairs=1000, n_prompts=256,
@@ -54,4 +61,12 @@ def get_config(phase: str) -> ml_collections.ConfigDict:
     c.sampling.max_new_tokens = 24
     c.sampling.batch_size = 32
     c.checkpoint.every_steps = 100
-    return finish(c, "tiny", phase, PHASE_OVERRIDES)
+    if check:
+        c.data.sources = tuple({**s, "rationales": True} for s in c.data.sources)
+        c.self_samples.rationales = True
+        c.judge.templates = COMPACT_JUDGE_TEMPLATE_CHECK
+        # Two checks are up to 53 tokens (with "Answer:" 56; the suite's levels 1-3):
+        # config.judge.check_tokens' 64 holds them, data.max_length 256 the examples.
+        c.data.max_length = 256
+        c.data.buckets = (64, 96, 128, 160, 192, 256)
+    return finish(c, "tiny_check" if check else "tiny", phase, PHASE_OVERRIDES)

@@ -150,12 +150,12 @@ class SampleCounts:
 
 
 def pairs_from_samples(prompts: Sequence[Prompt], responses_a: Sequence[str],
-                       responses_b: Sequence[str], principle: str = "helpfulness"
-                       ) -> tuple[list[Judgment], SampleCounts]:
+                       responses_b: Sequence[str], principle: str = "helpfulness",
+                       rationales: bool = False) -> tuple[list[Judgment], SampleCounts]:
     """Labels a model's two samples per prompt with the oracle. Identical responses
     (after stripping whitespace) are counted as identical whatever their score; of
     the others, only pairs with exactly one correct response become Judgments
-    (chosen = the correct one)."""
+    (chosen = the correct one; rationales: with both responses' checks, `explain`)."""
     if not len(prompts) == len(responses_a) == len(responses_b):
         raise ValueError(f"{len(prompts)} prompts but {len(responses_a)} and "
                          f"{len(responses_b)} responses")
@@ -172,7 +172,9 @@ def pairs_from_samples(prompts: Sequence[Prompt], responses_a: Sequence[str],
         else:
             counts.informative += 1
             chosen, rejected = (a, b) if sa else (b, a)
-            out.append(Judgment(p.context, chosen, rejected, principle,
+            why = ((explain(p.meta, chosen), explain(p.meta, rejected)) if rationales
+                   else (None, None))
+            out.append(Judgment(p.context, chosen, rejected, principle, *why,
                                 source=f"{p.source or f'prompt {i}'}:samples",
                                 messages=p.messages))
     return out, counts

@@ -1,0 +1,205 @@
+"""A judge that writes its check before deciding (a template with `check`): the token
+layout is the same in training and judging, the check is the model's greedy writing
+(against a by-hand argmax decoder), and the decision is read after the check (against a
+by-hand full forward)."""
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from sjjax.data import synthetic
+from sjjax.data.examples import encode_judgment
+from sjjax.data.records import Judgment
+from sjjax.data.templates import (COMPACT_JUDGE_TEMPLATE, COMPACT_JUDGE_TEMPLATE_CHECK,
+                                  JudgePromptBuilder, TemplateError, validate_judge_templates)
+from sjjax.errors import ConfigError
+from sjjax.judge import Judge
+from sjjax.model.transformer import merge_params
+from sjjax.phases.common import load_policy
+
+CONTEXT = "What is the largest of 58, 23, 61, 85, 42?"
+PAIRS = [(CONTEXT, "The answer is 85.", "The answer is 83."),
+         ("Sort 3, 1, 2 in ascending order.", "1, 2, 3", "1, 3")]
+
+
+@pytest.fixture(scope="module")
+def policy():
+    tiny = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+                num_kv_heads=2, head_dim=16)
+    return load_policy(ml_collections.ConfigDict(dict(seed=0, model=dict(
+        source="tiny", tiny=tiny, dtype="float32", param_dtype="float32", remat="none"))))
+
+
+def _judge_config(templates, check_tokens=12):
+    return ml_collections.ConfigDict(dict(
+        tokens=(" A", " B"), templates=templates, principles=("helpfulness",), batch_size=2,
+        max_length=256, check_tokens=check_tokens, score="pair_softmax",
+        principle_vote="abstain", tie_break="a"))
+
+
+def _builder(policy, templates=COMPACT_JUDGE_TEMPLATE_CHECK):
+    return JudgePromptBuilder.from_config(policy.tokenizer, _judge_config(templates))
+
+
+def test_training_target_is_check_then_prefix_then_decision(policy):
+    builder = _builder(policy)
+    tok = policy.tokenizer
+    encoded, prompt = builder.training_example(
+        "helpfulness", CONTEXT, "The answer is 85.", "The answer is 83.", chosen_first=False,
+        rationale_chosen="85 is in the question and the largest.",
+        rationale_rejected="83 is not in the question.")
+    ids, mask = encoded.tokens.tolist(), encoded.loss_mask.tolist()
+    n = len(prompt.ids)
+    assert ids[:n] == list(prompt.ids) and not any(mask[:n]) and all(mask[n:])
+    # The prompt ends with the assistant header: the check is the model's to write.
+    assert tok.decode(prompt.ids).endswith("<|im_start|>assistant\n")
+    target = tok.decode(ids[n:])
+    assert target == ("A: 83 is not in the question.\nB: 85 is in the question and the "
+                      "largest.\nAnswer: B<|im_end|>"), target
+    # Judging sees the same tokens: the prompt, the check's ids, then the decision.
+    check = "A: 83 is not in the question.\nB: 85 is in the question and the largest.\n"
+    decision_at = n + len(builder.check_ids("helpfulness", check))
+    assert ids[:decision_at] == list(prompt.ids) + builder.check_ids("helpfulness", check)
+    assert ids[decision_at] == builder.token_ids[1]
+
+
+def test_check_templates_are_validated():
+    base = COMPACT_JUDGE_TEMPLATE["helpfulness"]
+    with pytest.raises(TemplateError, match="rationale.*or a check.*not both"):
+        validate_judge_templates({"helpfulness": dict(base, check="{rationale_a}{rationale_b}",
+                                                      rationale="{rationale_a}{rationale_b}")},
+                                 ["helpfulness"])
+    with pytest.raises(TemplateError, match=r"templates.helpfulness.check: missing \{rationale_b\}"):
+        validate_judge_templates({"helpfulness": dict(base, check="A: {rationale_a}")},
+                                 ["helpfulness"])
+
+
+def test_judgment_without_checks_is_refused_by_a_check_template(policy):
+    judgment = Judgment(CONTEXT, "The answer is 85.", "The answer is 83.", "helpfulness",
+                        source="pairs.jsonl:7")
+    with pytest.raises(ConfigError, match=r"pairs.jsonl:7: .*check needs each response's check"):
+        encode_judgment(_builder(policy), judgment, 256)
+
+
+def test_synthetic_judgments_carry_their_checks(policy):
+    tasks = synthetic.generate(0, 2, "train", ("minmax",), (1,), stream="pairs")
+    judgment = synthetic.shortcut_proof_pairs(tasks, 0)[0].judgment("helpfulness", True)
+    (first, _), (second, _) = encode_judgment(_builder(policy), judgment, 256)
+    text = policy.tokenizer.decode(first.tokens[first.loss_mask])
+    assert text.startswith("A: ") and "\nB: " in text and "\nAnswer: A" in text
+
+
+def _greedy_by_hand(policy, ids, steps, eos):
+    """Argmax decoding with a full forward per token (no cache, no sampler)."""
+    model = merge_params(policy.graphdef, policy.params, policy.lora)
+    out = []
+    for _ in range(steps):
+        tokens = jnp.asarray([list(ids) + out], jnp.int32)
+        logits, _ = model(tokens, jnp.ones_like(tokens, bool), logits="last")
+        out.append(int(jnp.argmax(logits[0, -1] if logits.ndim == 3 else logits[0])))
+        if out[-1] in eos:
+            break
+    return [t for t in out if t not in eos]
+
+
+def _decision_prob_by_hand(policy, builder, ids):
+    model = merge_params(policy.graphdef, policy.params, policy.lora)
+    tokens = jnp.asarray([list(ids)], jnp.int32)
+    logits, _ = model(tokens, jnp.ones_like(tokens, bool), logits="last")
+    last = np.asarray(logits, np.float64).reshape(-1, logits.shape[-1])[-1]
+    pair = last[list(builder.token_ids)]
+    pair = np.exp(pair - pair.max())
+    return pair[0] / pair.sum()
+
+
+def test_judge_writes_its_check_then_decides(policy):
+    judge = Judge.from_config(policy.graphdef, policy, _judge_config(COMPACT_JUDGE_TEMPLATE_CHECK))
+    result = judge(policy.params, policy.lora, PAIRS)
+    assert result.order_probs.shape == (2, 1, 2)
+    eos = set(policy.eos_ids)
+    for i, (context, a, b) in enumerate(PAIRS):
+        for order, (first, second) in enumerate(((a, b), (b, a))):
+            prompt = judge._prompts([(context, first, second)])[0][0]
+            check = _greedy_by_hand(policy, prompt.ids, 12, eos)
+            assert policy.tokenizer.decode(check) == result.checks[i][0][order]
+            expected = _decision_prob_by_hand(
+                policy, judge.builder, list(prompt.ids) + check + judge.builder.check_ids(
+                    "helpfulness", ""))
+            np.testing.assert_allclose(result.order_probs[i, 0, order], expected, atol=2e-5)
+
+
+class _Written:
+    """A checker stand-in that 'writes' given ids (check, assistant_prefix, decision)."""
+
+    def __init__(self, written, eos_ids, max_new_tokens=12):
+        self.written, self.eos_ids = written, eos_ids
+        self.sampler = type("S", (), {"max_new_tokens": max_new_tokens})()
+
+    def sample(self, params, lora, prompts, key, sampling, use_lora=True):
+        return type("R", (), {"tokens": [[np.asarray(self.written)] for _ in prompts]})()
+
+
+def test_the_check_stops_at_assistant_prefix(policy):
+    builder = _builder(policy)
+    check = builder.check_ids("helpfulness", "A: 85 is right.\nB: 83 is not in the question.\n")
+    after = builder.check_ids("helpfulness", "")
+    eot = policy.tokenizer.eos_token_id
+    written = check + [builder.token_ids[0], eot]  # check, "Answer:", " A", end of turn
+    judge = Judge(policy.graphdef, builder, batch_size=2, max_length=256,
+                  pad_id=policy.tokenizer.pad_token_id,
+                  checker=_Written(written, (eot,)))
+    assert after and check[-len(after):] == after
+    checks = judge.write_checks(policy.params, policy.lora, PAIRS[:1], rows=2)
+    assert checks == [(check[:-len(after)], check[:-len(after)])]
+    result = judge(policy.params, policy.lora, PAIRS[:1])
+    prompt = judge._prompts(PAIRS[:1])[0][0]
+    expected = _decision_prob_by_hand(policy, builder, list(prompt.ids) + check)
+    np.testing.assert_allclose(result.order_probs[0, 0, 0], expected, atol=2e-5)
+    # A judge that never writes assistant_prefix: all it wrote is its check.
+    judge.checker = _Written([5, 6, 7, eot], (eot,))
+    assert judge.write_checks(policy.params, policy.lora, PAIRS[:1]) == [([5, 6, 7], [5, 6, 7])]
+
+
+def test_a_check_template_needs_a_checker(policy):
+    with pytest.raises(ValueError, match="needs a checker"):
+        Judge(policy.graphdef, _builder(policy))
+
+
+def test_written_checks_are_scored_against_the_true_ones(policy):
+    from types import SimpleNamespace
+
+    from sjjax.evaluation.judge_eval import _check_scores
+    builder = _builder(policy)
+    judge = SimpleNamespace(builder=builder, principles=builder.principles)
+    judgments = [Judgment(CONTEXT, "The answer is 85.", "The answer is 83.", "helpfulness",
+                          "85 is right.", "83 is not in the question."),
+                 Judgment(CONTEXT, "The answer is 85.", "The answer is 61.", "helpfulness",
+                          "85 is right.", "61 is small."),
+                 Judgment(CONTEXT, "The answer is 85.", "The answer is 60.")]  # no checks
+    first = np.array([True, False, True])
+    right = "A: 85 is right.\nB: 83 is not in the question.\n"
+    flipped = "A: 83 is not in the question.\nB: 85 is right.\n"
+    # Pair 0 (chosen shown as a): both orders right. Pair 1 (chosen shown as b): the
+    # order with b first is wrong.
+    result = SimpleNamespace(checks=[[[right, flipped]],
+                                     [["A: 61 is small.\nB: 85 is right.\n", "wrong"]],
+                                     [["x", "y"]]])
+    scores = _check_scores(judge, result, judgments, first, np.array([1.0, 0.0, 1.0]))
+    assert scores["check_accuracy"] == 0.75
+    assert scores["accuracy_when_checks_right"] == 1.0  # pair 0 only
+    assert scores["check_examples"][1]["true"][1] == "A: 85 is right.\nB: 61 is small.\n"
+
+
+def test_own_pairs_carry_the_true_checks_when_asked():
+    from sjjax.evaluation import own_pairs
+    prompt = synthetic.generate(0, 1, "heldout", ("minmax",), (1,), stream="prompts",
+                                directions={"minmax": ("largest",)})[0].prompt()
+    numbers = sorted(prompt.meta["items"])
+    right, wrong = f"The answer is {numbers[-1]}.", "The answer is 1000."
+    (judgment,), counts = own_pairs([prompt], [[wrong, right]], rationales=True)
+    assert counts.informative == 1 and judgment.chosen == right
+    assert judgment.rationale_rejected == "1000 is not in the question."
+    assert judgment.rationale_chosen == f"{numbers[-1]} is in the question and the largest."
+    (plain,), _ = own_pairs([prompt], [[wrong, right]])
+    assert plain.rationale_chosen is None
