@@ -294,7 +294,8 @@ class Judge:
                       for pair in prompts for x in pair)
         n_rows = max(rows or 0, len(prompts))
         prefixes = [ab.prefix for ab, _ in prompts]
-        suffixes = [len(ab.suffix) for ab, _ in prompts]
+        # (the orders' suffixes differ in length only when each carries its own check)
+        suffixes = [max(len(ab.suffix), len(ba.suffix)) for ab, ba in prompts]
         tp, ts = split_point(prefixes, suffixes, n_rows, self.length_bucket)
         empty = [[]] * (n_rows - len(prompts))  # rows padding the batch to `rows`
         prefix_tokens, prefix_mask = left_pad(

@@ -130,34 +130,39 @@ def test_judge_writes_its_check_then_decides(policy):
 
 
 class _Written:
-    """A checker stand-in that 'writes' given ids (check, assistant_prefix, decision)."""
+    """A checker stand-in that 'writes' given ids (check, assistant_prefix, decision):
+    writings[i % len(writings)] for prompt i (prompts alternate a first, b first)."""
 
-    def __init__(self, written, eos_ids, max_new_tokens=12):
-        self.written, self.eos_ids = written, eos_ids
+    def __init__(self, writings, eos_ids, max_new_tokens=12):
+        self.writings, self.eos_ids = writings, eos_ids
         self.sampler = type("S", (), {"max_new_tokens": max_new_tokens})()
 
     def sample(self, params, lora, prompts, key, sampling, use_lora=True):
-        return type("R", (), {"tokens": [[np.asarray(self.written)] for _ in prompts]})()
+        return type("R", (), {"tokens": [[np.asarray(self.writings[i % len(self.writings)])]
+                                         for i in range(len(prompts))]})()
 
 
 def test_the_check_stops_at_assistant_prefix(policy):
     builder = _builder(policy)
-    check = builder.check_ids("helpfulness", "A: 85 is right.\nB: 83 is not in the question.\n")
+    # The two orders write checks of different lengths (85 is right / a longer one).
+    checks = [builder.check_ids("helpfulness", "A: 85 is right.\nB: 83 is wrong.\n"),
+              builder.check_ids("helpfulness", "A: 83 is not in the question at all.\n"
+                                               "B: 85 is in the question and the largest.\n")]
     after = builder.check_ids("helpfulness", "")
     eot = policy.tokenizer.eos_token_id
-    written = check + [builder.token_ids[0], eot]  # check, "Answer:", " A", end of turn
+    # check, "Answer:", decision, end of turn
+    writings = [checks[0] + [builder.token_ids[0], eot], checks[1] + [builder.token_ids[1], eot]]
     judge = Judge(policy.graphdef, builder, batch_size=2, max_length=256,
-                  pad_id=policy.tokenizer.pad_token_id,
-                  checker=_Written(written, (eot,)))
-    assert after and check[-len(after):] == after
-    checks = judge.write_checks(policy.params, policy.lora, PAIRS[:1], rows=2)
-    assert checks == [(check[:-len(after)], check[:-len(after)])]
+                  pad_id=policy.tokenizer.pad_token_id, checker=_Written(writings, (eot,)))
+    assert after and all(c[-len(after):] == after for c in checks)
+    written = judge.write_checks(policy.params, policy.lora, PAIRS[:1], rows=2)
+    assert written == [(checks[0][:-len(after)], checks[1][:-len(after)])]
     result = judge(policy.params, policy.lora, PAIRS[:1])
-    prompt = judge._prompts(PAIRS[:1])[0][0]
-    expected = _decision_prob_by_hand(policy, builder, list(prompt.ids) + check)
-    np.testing.assert_allclose(result.order_probs[0, 0, 0], expected, atol=2e-5)
+    for order, prompt in enumerate(judge._prompts(PAIRS[:1])[0]):
+        expected = _decision_prob_by_hand(policy, builder, list(prompt.ids) + checks[order])
+        np.testing.assert_allclose(result.order_probs[0, 0, order], expected, atol=2e-5)
     # A judge that never writes assistant_prefix: all it wrote is its check.
-    judge.checker = _Written([5, 6, 7, eot], (eot,))
+    judge.checker = _Written([[5, 6, 7, eot]], (eot,))
     assert judge.write_checks(policy.params, policy.lora, PAIRS[:1]) == [([5, 6, 7], [5, 6, 7])]
 
 
