@@ -13,15 +13,18 @@ The argument (default runs/tiny/jsft) names the model whose samples become judge
 - rationales: every pair's target continues after the decision token with each
   response's check against the question ("A: 83 is not in the question.", JM-PR;
   `sjjax.data.synthetic.rationales`);
-- check: the same checks written *before* the decision (the tiny_check preset: a judge
-  that checks, then decides; evaluate and self-judge it with that preset).
+- check: the same checks written *before* the decision, each first copying the
+  question's numbers (the tiny_check preset: a judge that checks, then decides;
+  evaluate and self-judge it with that preset);
+- no_restate: with check, the checks do not copy the question's numbers (the first
+  check recipe of docs/results.md).
 """
 
 from sjjax import presets
 from sjjax.data.templates import COMPACT_JUDGE_TEMPLATE_RATIONALE
 from sjjax.presets import tiny
 
-OPTIONS = ("no_labelled", "rationales", "check")
+OPTIONS = ("no_labelled", "rationales", "check", "no_restate")
 
 
 def get_config(arg: str = "runs/tiny/jsft"):
@@ -41,7 +44,10 @@ def get_config(arg: str = "runs/tiny/jsft"):
                                      wrong_fraction=0.0, seed=1)
     proof = {**proof, "pairs": "shortcut_proof"}
     c.data.sources = tuple(c.data.sources) + (
-        {**proof, "rationales": True} if "check" in options else proof,)
+        {**proof, "rationales": True, "restate": True} if "check" in options else proof,)
+    if "no_restate" in options:
+        c.data.sources = tuple({**s, "restate": False} for s in c.data.sources)
+        c.self_samples.restate = False
     if rationales:
         c.data.sources = tuple({**s, "rationales": True} for s in c.data.sources)
         c.judge.templates = COMPACT_JUDGE_TEMPLATE_RATIONALE

@@ -178,6 +178,7 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         temperature=1.0,
         top_p=0.9,
         rationales=False,            # each pair carries the responses' checks (JM-PR)
+        restate=False,               # ... each copying the question's numbers first
     ))
 
     # ---------------------------------------------------------------- tournament phase

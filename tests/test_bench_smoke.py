@@ -87,3 +87,22 @@ def test_judge_rationales_parses_a_continuation_and_reads_a_pass():
     sort = dict(family="sort", level=1, answer="1, 2", items=[2, 1], order="ascending")
     assert PASS.search(synthetic.explain(sort, "The answer is 1, 2."))
     assert not PASS.search(synthetic.explain(sort, "The answer is 2, 1."))
+
+
+def test_judge_checks_scores_each_written_line():
+    """bench/judge_checks.py: check kinds hide numbers (a copied list as one N); each
+    written line is compared with the true check of the reply it is about."""
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from judge_checks import kind, line_scores
+
+    from sjjax.data import synthetic
+    meta = dict(family="minmax", level=1, answer="85", items=[58, 23, 85], ask="largest")
+    wrong = synthetic.explain(meta, "The answer is 83.", restate=True)
+    assert wrong == "The question has 58, 23, 85. 83 is not in the question."
+    assert kind(wrong) == "The question has N. N is not in the question."
+    right = synthetic.explain(meta, "The answer is 85.", restate=True)
+    written = f"A: {wrong}\nB: The question has 58, 23, 85. 85 is not in the question.\n"
+    scores = line_scores(written, (wrong, right), right_is_a=False)
+    assert [(s["about"], s["ok"]) for s in scores] == [("wrong", True), ("right", False)]
+    assert scores[1]["true"] == "The question has N. N is in the question and the largest."
+    assert line_scores("", (wrong, right), True)[0]["ok"] is False

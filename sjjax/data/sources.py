@@ -6,7 +6,8 @@ splits of file sources, prompts for self-training, and the oracle.
      "wrong_fraction": 0.2, "families": [...], "levels": [...],
      "pairs": "labelled"}   ... or "shortcut_proof" (the pairs' wrong answers: PAIR_KINDS)
     ... "rationales": True gives each pair the two responses' checks against the question
-    (`synthetic.rationales.explain`) as JM-PR rationales
+    (`synthetic.rationales.explain`) as JM-PR rationales; "restate": True has each check
+    copy the question's numbers first
     {"format": "hh_rlhf", "path": ..., "split": "train", "heldout_fraction": 0.1,
      "max_records": 400, "kinds": ("conversations",)}
     ... `kinds`: which of the file's records are used (default all: conversations,
@@ -32,7 +33,7 @@ SPLITS = ("all", "train", "heldout")
 KINDS = ("conversations", "judgments", "prompts", "eval_items")
 SYNTHETIC_OPTIONS = {"seed", "n_sft", "n_pairs", "n_prompts", "wrong_fraction", "families",
                      "levels", "split", "principle", "directions", "pairs",
-                     "rationales"}
+                     "rationales", "restate"}
 # The wrong answers of a synthetic source's labelled pairs: the hand-made perturbations
 # (`synthetic.labelled_pairs`, which question-blind rules solve) or the ones chosen to
 # defeat those rules (`synthetic.shortcut_proof_pairs`).
@@ -80,6 +81,9 @@ def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
     rationales = spec.get("rationales", False)
     if not isinstance(rationales, bool):
         raise ConfigError(f"config.{key}.rationales: {rationales!r}; expected True or False")
+    restate = spec.get("restate", False)
+    if not isinstance(restate, bool):
+        raise ConfigError(f"config.{key}.restate: {restate!r}; expected True or False")
 
     def draw(n, stream):
         return (synthetic.generate(seed, int(n), split, families, levels, stream=stream,
@@ -94,7 +98,7 @@ def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
     stats = ReadStats(f"synthetic(seed={seed}, split={split})")
     labelled = (synthetic.labelled_pairs(pairs, seed) if pair_kind == "labelled" else
                 synthetic.shortcut_proof_pairs(pairs, seed))
-    judgments = [x.judgment(principle, rationales) for x in labelled]
+    judgments = [x.judgment(principle, rationales, restate) for x in labelled]
     out = Records(
         conversations=synthetic.sft_conversations(sft, float(spec.get("wrong_fraction", 0.0)),
                                                   seed),

@@ -75,7 +75,8 @@ def sampled_quality(responder: Responder, prompts: Sequence[Prompt], key: jax.Ar
 
 
 def own_pairs(prompts: Sequence[Prompt], replies: Sequence[Sequence[str]],
-              principle: str = "helpfulness", rationales: bool = False):
+              principle: str = "helpfulness", rationales: bool = False,
+              restate: bool = False):
     """The policy's own pairs, as the self-judge phase forms them: replies 0 and 1, 2 and
     3, ... of each prompt; labelled by the synthetic oracle -> (the informative pairs as
     Judgments, chosen = the right reply; SampleCounts of all pairs). These, not labelled
@@ -87,7 +88,7 @@ def own_pairs(prompts: Sequence[Prompt], replies: Sequence[Sequence[str]],
             paired.append(prompt)
             a.append(texts[i])
             b.append(texts[i + 1])
-    return pairs_from_samples(paired, a, b, principle, rationales)
+    return pairs_from_samples(paired, a, b, principle, rationales, restate)
 
 
 def win_rate_against_references(responder: Responder, judge: Judge, items: Sequence[EvalItem],

@@ -75,7 +75,16 @@ def _heldout(config):
             _sample(records.judgments, ev.num_pairs, config.seed + 1))
 
 
-def shortcut_proof_judgments(config, rationales: bool = False) -> list:
+def check_style(config) -> dict:
+    """How the synthetic sources write their checks: {rationales, restate} of the first
+    one that has rationales ({} if none)."""
+    for spec in config.data.sources:
+        if spec.get("format") == "synthetic" and spec.get("rationales"):
+            return {"rationales": True, "restate": bool(spec.get("restate", False))}
+    return {}
+
+
+def shortcut_proof_judgments(config, rationales: bool = False, restate: bool = False) -> list:
     """The synthetic sources' held-out labelled-pair questions (the draw of their
     labelled pairs, and the same seeded subset of them as `_heldout`) with wrong
     answers that defeat every question-blind rule (`synthetic.shortcut_proof_pairs`)."""
@@ -95,7 +104,7 @@ def shortcut_proof_judgments(config, rationales: bool = False) -> list:
     out = []
     for seed, principle in dict.fromkeys((s, p) for _, s, p in chosen):
         group = [t for t, s, p in chosen if (s, p) == (seed, principle)]
-        out += [x.judgment(principle, rationales)
+        out += [x.judgment(principle, rationales, restate)
                 for x in synthetic.shortcut_proof_pairs(group, seed)]
     return out
 
@@ -142,9 +151,11 @@ def run(config):
                 sampling_params(config.sampling), ev.samples_per_prompt,
                 policy_params=policy.params, policy_lora=policy.lora, replies=replies)
             log.info("sampled: %s", results["sampled"])
-    # A judge that writes checks is also scored on them: the pairs carry the true ones.
-    proof = shortcut_proof_judgments(config, judge.checks) if ev.shortcut_proof else []
-    own, own_counts = (own_pairs(prompts, replies, rationales=judge.checks)
+    # A judge that writes checks is also scored on them: the pairs carry the true ones,
+    # written as the sources wrote the checks it learnt.
+    truth = check_style(config) if judge.checks else {}
+    proof = shortcut_proof_judgments(config, **truth) if ev.shortcut_proof else []
+    own, own_counts = (own_pairs(prompts, replies, **truth)
                        if oracle is not None and prompts and ev.samples_per_prompt >= 2
                        else ([], None))
     for name, pairs, kind in (("judge", judgments, "labelled"),

@@ -94,7 +94,7 @@ def _sample_and_label(config, ss, path: str) -> dict:
                           jax.random.key(config.seed + 17),
                           SamplingParams(temperature=ss.temperature, top_p=ss.top_p),
                           ss.samples_per_prompt)
-    explain = synthetic.explain if ss.get("rationales") else None
+    explain = synthetic.explainer(ss.get("rationales", False), ss.get("restate", False))
     rows, counts = label_samples(prompts, out.texts, load_oracle(config), explain)
     synthetic.write_jsonl(path, rows)
     return counts

@@ -2,10 +2,12 @@
 the synthetic suite; every phase runs on a CPU in minutes.
 
 tiny_check: the same with a judge that writes its check of both responses before its
-decision ("A: 83 is not in the question.\nB: 85 is in the question and the
-largest.\nAnswer: B"; `COMPACT_JUDGE_TEMPLATE_CHECK`): every judgment of its data
-carries the responses' checks (`synthetic.explain`), and every phase judges that way.
-Not the paper's JM-PR (whose rationale follows the decision); docs/results.md."""
+decision, each check first copying the question's numbers ("A: The question has 58,
+23, 61, 85, 42. 83 is not in the question.\nB: The question has ... 85 is in the question
+and the largest.\nAnswer: B"; `COMPACT_JUDGE_TEMPLATE_CHECK`): every judgment of its
+data carries the responses' checks (`synthetic.explain(..., restate=True)`), and every
+phase judges that way. Not the paper's JM-PR (whose rationale follows the decision);
+docs/results.md."""
 
 from __future__ import annotations
 
@@ -62,11 +64,13 @@ def get_config(phase: str, check: bool = False) -> ml_collections.ConfigDict:
     c.sampling.batch_size = 32
     c.checkpoint.every_steps = 100
     if check:
-        c.data.sources = tuple({**s, "rationales": True} for s in c.data.sources)
-        c.self_samples.rationales = True
+        c.data.sources = tuple({**s, "rationales": True, "restate": True}
+                               for s in c.data.sources)
+        c.self_samples.rationales = c.self_samples.restate = True
         c.judge.templates = COMPACT_JUDGE_TEMPLATE_CHECK
-        # Two checks are up to 53 tokens (with "Answer:" 56; the suite's levels 1-3):
-        # config.judge.check_tokens' 64 holds them, data.max_length 256 the examples.
+        # Two checks with the numbers copied are up to 105 tokens on levels 1-2 (127 on
+        # level 3); the judgment examples up to 220 tokens on levels 1-2.
+        c.judge.check_tokens = 128
         c.data.max_length = 256
         c.data.buckets = (64, 96, 128, 160, 192, 256)
     return finish(c, "tiny_check" if check else "tiny", phase, PHASE_OVERRIDES)

@@ -53,7 +53,7 @@ from sjjax.data.synthetic.files import (prompt_row, read_prompts, write_jsonl,
                                         write_preference_jsonl, write_suite)
 from sjjax.data.synthetic.negatives import wrong_answer, wrong_candidates
 from sjjax.data.synthetic.oracle import accuracy, extract_answer, score
-from sjjax.data.synthetic.rationales import explain
+from sjjax.data.synthetic.rationales import explain, explainer
 from sjjax.data.synthetic.records import (LabelledPair, SampleCounts, judgments, labelled_pairs,
                                           shortcut_proof_pairs,
                                           pairs_from_samples, preference_row, prompts,
@@ -73,7 +73,8 @@ def main(argv=None) -> int:
 __all__ = [
     "DIRECTIONS", "FAMILIES", "FORMATS", "GENERATORS", "HELDOUT_PERMILLE",
     "HELDOUT_PERMILLE_CELL", "LEVELS", "LabelledPair", "NUMBER_FORMAT", "SPLIT_SALT",
-    "SampleCounts", "Task", "WORDS", "accuracy", "comma_join", "extract_answer", "generate",
+    "SampleCounts", "Task", "WORDS", "accuracy", "comma_join", "explain", "explainer",
+    "extract_answer", "generate",
     "judgments", "labelled_pairs", "main", "pairs_from_samples", "preference_row",
     "prompt_row", "prompts", "read_prompts", "respond", "score", "sft_conversations",
     "shortcut_proof_pairs", "split_of", "write_jsonl", "write_preference_jsonl",

@@ -49,11 +49,31 @@ def _list_check(value: tuple, items: list, order: str) -> str:
     return f"Every number is there, in {order} order."
 
 
-def explain(meta: dict, response: str) -> str:
+def explain(meta: dict, response: str, restate: bool = False) -> str:
     """A one-sentence check of `response` against the task of `meta` (a synthetic
     prompt's meta): compare and minmax say whether the number is in the question and
     whether it is the asked extreme; sort whether every number is there, once, in
-    order; the other families name the right answer."""
+    order; the other families name the right answer.
+
+    restate: compare, minmax and sort first copy the question's numbers ("The question
+    has 58, 23, 61, 85, 42. 83 is not in the question."), so that a judge writing the
+    check compares the answer with a list it has just written, not with one far back in
+    its prompt (a step of reasoning the check makes explicit)."""
+    text = _check(meta, response)
+    numbers = meta.get("numbers") if meta["family"] == "compare" else meta.get("items")
+    if restate and meta["family"] in ("compare", "minmax", "sort") and numbers:
+        return f"The question has {', '.join(_show(x) for x in numbers)}. {text}"
+    return text
+
+
+def explainer(rationales: bool, restate: bool = False):
+    """The config's rationale options -> explain(meta, response) -> str, or None."""
+    if not rationales:
+        return None
+    return (lambda meta, response: explain(meta, response, restate=True)) if restate else explain
+
+
+def _check(meta: dict, response: str) -> str:
     family = meta["family"]
     value = extract_answer(meta, response)
     if value is None:

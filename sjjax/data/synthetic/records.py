@@ -15,7 +15,7 @@ from sjjax.data.records import (Conversation, Judgment, Messages, Prompt, assist
                                 render_context)
 from sjjax.data.synthetic.negatives import wrong_answer, wrong_candidates
 from sjjax.data.synthetic.oracle import score
-from sjjax.data.synthetic.rationales import explain
+from sjjax.data.synthetic.rationales import explainer
 from sjjax.data.synthetic.tasks import Task, respond
 
 
@@ -58,11 +58,12 @@ class LabelledPair:
     source: str = ""
     meta: dict | None = dataclasses.field(default=None, compare=False)  # the task's
 
-    def judgment(self, principle: str = "helpfulness", rationales: bool = False) -> Judgment:
-        """rationales: each response's check against the question (`rationales.explain`)
-        as the judgment's rationales (JM-PR targets)."""
-        why = ((explain(self.meta, self.chosen), explain(self.meta, self.rejected))
-               if rationales else (None, None))
+    def judgment(self, principle: str = "helpfulness", rationales: bool = False,
+                 restate: bool = False) -> Judgment:
+        """rationales: each response's check against the question (`rationales.explain`,
+        with the question's numbers first if restate) as the judgment's rationales."""
+        fn = explainer(rationales, restate)
+        why = (fn(self.meta, self.chosen), fn(self.meta, self.rejected)) if fn else (None, None)
         return Judgment(render_context(self.messages), self.chosen, self.rejected, principle,
                         *why, source=self.source, messages=self.messages)
 
@@ -151,7 +152,8 @@ class SampleCounts:
 
 def pairs_from_samples(prompts: Sequence[Prompt], responses_a: Sequence[str],
                        responses_b: Sequence[str], principle: str = "helpfulness",
-                       rationales: bool = False) -> tuple[list[Judgment], SampleCounts]:
+                       rationales: bool = False, restate: bool = False
+                       ) -> tuple[list[Judgment], SampleCounts]:
     """Labels a model's two samples per prompt with the oracle. Identical responses
     (after stripping whitespace) are counted as identical whatever their score; of
     the others, only pairs with exactly one correct response become Judgments
@@ -160,6 +162,7 @@ def pairs_from_samples(prompts: Sequence[Prompt], responses_a: Sequence[str],
         raise ValueError(f"{len(prompts)} prompts but {len(responses_a)} and "
                          f"{len(responses_b)} responses")
     counts, out = SampleCounts(), []
+    explain = explainer(rationales, restate)
     for i, (p, a, b) in enumerate(zip(prompts, responses_a, responses_b)):
         if a.strip() == b.strip():
             counts.identical += 1
@@ -172,7 +175,7 @@ def pairs_from_samples(prompts: Sequence[Prompt], responses_a: Sequence[str],
         else:
             counts.informative += 1
             chosen, rejected = (a, b) if sa else (b, a)
-            why = ((explain(p.meta, chosen), explain(p.meta, rejected)) if rationales
+            why = ((explain(p.meta, chosen), explain(p.meta, rejected)) if explain
                    else (None, None))
             out.append(Judgment(p.context, chosen, rejected, principle, *why,
                                 source=f"{p.source or f'prompt {i}'}:samples",
