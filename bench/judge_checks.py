@@ -46,8 +46,16 @@ def line_scores(written: str, truth: tuple[str, str], right_is_a: bool) -> list[
         line = lines[i] if i < len(lines) else ""
         said = line[len(label) + 2:] if line.startswith(f"{label}: ") else line
         out.append(dict(about="right" if (label == "A") == right_is_a else "wrong",
-                        true=kind(true), written=kind(said), ok=said == true))
+                        true=kind(true), written=kind(said), ok=said == true,
+                        kind_ok=kind(said) == kind(true),
+                        copied_ok=_copied(said) == _copied(true)))
     return out
+
+
+def _copied(check: str) -> str:
+    """The copied list of a restated check ("The question has 58, 23. ..." -> "58, 23")."""
+    m = re.match(r"The question has ([^.]*)\.", check)
+    return m.group(1) if m else ""
 
 
 def main(argv=None) -> int:
@@ -107,6 +115,9 @@ def main(argv=None) -> int:
         position_consistency=judged.position_consistency,
         bar=baselines["best"], bar_rule=baselines["best_rule"],
         check_lines_right=float(np.mean([x["ok"] for x in lines])) if lines else None,
+        # the kind of check right (numbers aside) / the question's numbers copied right
+        check_kind_right=float(np.mean([x["kind_ok"] for x in lines])) if lines else None,
+        copied_numbers_right=float(np.mean([x["copied_ok"] for x in lines])) if lines else None,
         by_kind={k: {"right": float(np.mean(v)), "n": len(v)} for k, v in
                  sorted(by_kind.items(), key=lambda kv: -len(kv[1]))},
         confusions=[{"true": t, "written": w, "n": n} for (t, w), n in

@@ -104,5 +104,6 @@ def test_judge_checks_scores_each_written_line():
     written = f"A: {wrong}\nB: The question has 58, 23, 85. 85 is not in the question.\n"
     scores = line_scores(written, (wrong, right), right_is_a=False)
     assert [(s["about"], s["ok"]) for s in scores] == [("wrong", True), ("right", False)]
+    assert scores[1]["copied_ok"] and not scores[1]["kind_ok"]
     assert scores[1]["true"] == "The question has N. N is in the question and the largest."
     assert line_scores("", (wrong, right), True)[0]["ok"] is False

@@ -117,8 +117,12 @@ def make_sft_step(graphdef, optimizer, spec: LossSpec, schedule=None):
             "loss": num / jnp.maximum(den, 1e-8),
             "grad_norm": grad_norm,
             "sft_loss": ratio(sums["sft_nll"], sums["sft_tokens"]),
+            # judge_loss / judge_accuracy read a judgment's first target token: its
+            # decision, or, for a check template, the start of its check (always "A");
+            # judge_target_loss is the per-token NLL of the whole judgment target.
             "judge_loss": ratio(sums["judge_nll"], sums["judge_examples"]),
             "judge_accuracy": ratio(sums["judge_correct"], sums["judge_examples"]),
+            "judge_target_loss": ratio(sums["judge_target_nll"], sums["judge_tokens"]),
             "target_tokens": sums["sft_tokens"] + sums["judge_tokens"],
             "judge_examples": sums["judge_examples"],
         }
@@ -146,6 +150,7 @@ def _sft_stats(model, hidden, logp, mb, is_judge):
         "sft_nll": (nll.sum(1) * (1 - judge)).sum(),
         "sft_tokens": (mask.sum(1) * (1 - judge)).sum(),
         "judge_nll": (decision_nll * judge).sum(),
+        "judge_target_nll": (nll.sum(1) * judge).sum(),
         "judge_tokens": (mask.sum(1) * judge).sum(),
         "judge_correct": (correct * judge).sum(),
         "judge_examples": judge.sum(),

@@ -208,3 +208,38 @@ def test_own_pairs_carry_the_true_checks_when_asked():
     assert judgment.rationale_chosen == f"{numbers[-1]} is in the question and the largest."
     (plain,), _ = own_pairs([prompt], [[wrong, right]])
     assert plain.rationale_chosen is None
+
+
+def test_jsft_step_logs_the_whole_judgment_targets_loss(policy):
+    """judge_loss reads a judgment's first target token (for a check template, the
+    check's "A"); judge_target_loss is the per-token NLL of the whole target, against a
+    hand computation from the model's logits."""
+    import jax
+    import optax
+
+    from sjjax.train.steps import LossSpec, TrainState, make_sft_step
+    builder = _builder(policy)
+    encoded, _ = builder.training_example(
+        "helpfulness", CONTEXT, "The answer is 85.", "The answer is 83.", chosen_first=True,
+        rationale_chosen="85 is right.", rationale_rejected="83 is not in the question.")
+    tokens = np.zeros((1, 2, 128), np.int32)
+    loss_mask = np.zeros((1, 2, 128), bool)
+    n = len(encoded.tokens)
+    tokens[0, 0, :n], loss_mask[0, 0, :n] = encoded.tokens, encoded.loss_mask
+    tokens[0, 1, :n], loss_mask[0, 1, n - 3:n] = encoded.tokens, True  # an "SFT" row
+    mask = np.zeros_like(loss_mask)
+    mask[0, :, :n] = True
+    batch = dict(tokens=tokens, mask=mask, loss_mask=loss_mask,
+                 kind=np.array([[1, 0]], np.int32))
+    optimizer = optax.sgd(0.0)
+    state = TrainState(policy.params, optimizer.init(policy.params), jnp.zeros((), jnp.int32),
+                       jnp.zeros((2,), jnp.uint32))
+    _, metrics = jax.jit(make_sft_step(policy.graphdef, optimizer, LossSpec()))(
+        state, {}, batch)
+    model = merge_params(policy.graphdef, policy.params, policy.lora)
+    logits, _ = model(jnp.asarray(tokens[0, :1, :n]), jnp.ones((1, n), bool))
+    logp = np.asarray(jax.nn.log_softmax(np.asarray(logits, np.float64)[0], -1))
+    targets = np.flatnonzero(encoded.loss_mask)
+    nll = -logp[targets - 1, encoded.tokens[targets]]
+    np.testing.assert_allclose(float(metrics["judge_target_loss"]), nll.mean(), rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["judge_loss"]), nll[0], rtol=1e-4)
