@@ -47,6 +47,18 @@ def shared_data() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_policy():
+    """A small from-scratch model (2 layers, d=64) with the suite's tokenizer, seed 0."""
+    import ml_collections
+
+    from sjjax.phases.common import load_policy
+    tiny = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
+                num_kv_heads=2, head_dim=16)
+    return load_policy(ml_collections.ConfigDict(dict(seed=0, model=dict(
+        source="tiny", tiny=tiny, dtype="float32", param_dtype="float32", remat="none"))))
+
+
+@pytest.fixture(scope="session")
 def smollm2_gguf() -> str:
     from sjjax import assets
     path = assets.smollm2_path(must_exist=False)

@@ -16,7 +16,6 @@ from sjjax.data.templates import (COMPACT_JUDGE_TEMPLATE, COMPACT_JUDGE_TEMPLATE
 from sjjax.errors import ConfigError
 from sjjax.judge import Judge
 from sjjax.model.transformer import merge_params
-from sjjax.phases.common import load_policy
 
 CONTEXT = "What is the largest of 58, 23, 61, 85, 42?"
 PAIRS = [(CONTEXT, "The answer is 85.", "The answer is 83."),
@@ -24,11 +23,8 @@ PAIRS = [(CONTEXT, "The answer is 85.", "The answer is 83."),
 
 
 @pytest.fixture(scope="module")
-def policy():
-    tiny = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-                num_kv_heads=2, head_dim=16)
-    return load_policy(ml_collections.ConfigDict(dict(seed=0, model=dict(
-        source="tiny", tiny=tiny, dtype="float32", param_dtype="float32", remat="none"))))
+def policy(tiny_policy):
+    return tiny_policy
 
 
 def _judge_config(templates, check_tokens=12):

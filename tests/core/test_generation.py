@@ -2,12 +2,10 @@
 same keys, in prompt order, with the batching and key rules of its docstring."""
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
 from sjjax.generation import Responder
-from sjjax.phases.common import load_policy
 from sjjax.sampling import Sampler, SamplingParams, decode_response, left_pad
 
 CONVERSATIONS = [[{"role": "user", "content": text}] for text in
@@ -16,11 +14,8 @@ SAMPLING = SamplingParams(temperature=1.0, top_p=0.9)
 
 
 @pytest.fixture(scope="module")
-def policy():
-    tiny = dict(hidden_size=64, intermediate_size=128, num_layers=2, num_heads=4,
-                num_kv_heads=2, head_dim=16)
-    return load_policy(ml_collections.ConfigDict(dict(seed=0, model=dict(
-        source="tiny", tiny=tiny, dtype="float32", param_dtype="float32", remat="none"))))
+def policy(tiny_policy):
+    return tiny_policy
 
 
 def _responder(policy, batch_size, eos_ids):
