@@ -259,13 +259,15 @@ class Judge:
         return prompts
 
     def write_checks(self, params, lora, pairs: Sequence[tuple[str, str, str]],
-                     rows: int | None = None, use_lora: bool = True) -> list:
+                     rows: int | None = None, use_lora: bool = True,
+                     prompts: list | None = None) -> list:
         """Each order's check, written greedily: [(ids a first, ids b first)] per (pair,
         principle), the ids before assistant_prefix (what the judge wrote up to its
         decision; all of it, EOS dropped, if it never wrote assistant_prefix). `rows` pads
-        the prompt count to 2 * rows (one compiled shape per prompt-length bucket)."""
+        the prompt count to 2 * rows (one compiled shape per prompt-length bucket);
+        `prompts`: `_prompts(pairs)` when the caller has built them already."""
         from sjjax.sampling import SamplingParams
-        prompts = [list(x.ids) for pair in self._prompts(pairs) for x in pair]
+        prompts = [list(x.ids) for pair in (prompts or self._prompts(pairs)) for x in pair]
         if not prompts:
             return []
         padded = prompts + [prompts[-1]] * max(0, 2 * (rows or 0) - len(prompts))
@@ -280,11 +282,13 @@ class Judge:
         return [(written[i], written[i + 1]) for i in range(0, len(written), 2)]
 
     def build_batch(self, pairs: Sequence[tuple[str, str, str]], rows: int | None = None,
-                    checks: Sequence[tuple[list, list]] | None = None):
+                    checks: Sequence[tuple[list, list]] | None = None,
+                    prompts: list | None = None):
         """pairs of (context, a, b) -> (JudgeBatch, trimmed count); `rows` pads the
         row count (so every call has the same shape); `checks` (`write_checks`) are
-        appended to a check template's prompts, each followed by assistant_prefix."""
-        prompts = self._prompts(pairs)
+        appended to a check template's prompts, each followed by assistant_prefix;
+        `prompts`: `_prompts(pairs)` when the caller has built them already."""
+        prompts = prompts or self._prompts(pairs)
         if checks is not None:
             after = [self.builder.check_ids(p, "") for p in self.principles]
             prompts = [tuple(dataclasses.replace(x, suffix=x.suffix + c + after[i % len(after)])
@@ -326,10 +330,12 @@ class Judge:
         probs, trimmed, written = [], 0, []
         for start in range(0, len(pairs), per_call):
             chunk = pairs[start:start + per_call]
-            checks = (self.write_checks(params, lora, chunk, per_call * p, use_lora)
+            prompts = self._prompts(chunk)  # tokenized once, for the checks and the verdict
+            checks = (self.write_checks(params, lora, chunk, per_call * p, use_lora, prompts)
                       if self.checks else None)
             written += checks or []
-            batch, t = self.build_batch(chunk, rows=per_call * p, checks=checks)
+            batch, t = self.build_batch(chunk, rows=per_call * p, checks=checks,
+                                        prompts=prompts)
             trimmed += t
             probs.append(self.probs(params, lora, batch, use_lora)[:len(chunk) * p])
         out = (np.concatenate(probs) if probs else np.zeros((0, 2, 3))).reshape(-1, p, 2, 3)

@@ -12,6 +12,8 @@ question, is it the largest, is every number of the list there and in order
 
 from __future__ import annotations
 
+import functools
+
 from sjjax.data.synthetic.oracle import extract_answer, score
 
 _MORE = {"larger": "larger", "smaller": "smaller", "largest": "larger",
@@ -70,7 +72,7 @@ def explainer(rationales: bool, restate: bool = False):
     """The config's rationale options -> explain(meta, response) -> str, or None."""
     if not rationales:
         return None
-    return (lambda meta, response: explain(meta, response, restate=True)) if restate else explain
+    return functools.partial(explain, restate=True) if restate else explain
 
 
 def _check(meta: dict, response: str) -> str:
