@@ -136,7 +136,7 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         adam_eps=1e-8,
         grad_accum=1,                # micro-batches per optimizer step
         loss_normalization="token",  # token | example
-        judge_loss_weight=1.0,       # weight of judgment examples in the JSFT loss
+        judge_loss_weight=1.0,       # judgment examples count this many times in the JSFT loss
         # Sequence positions per chunk of the JSFT/DPO loss's logits (0 = unchunked): the
         # [b, T, V] float32 logits are never held whole; same values and gradients.
         loss_chunk=512,

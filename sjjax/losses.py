@@ -84,8 +84,12 @@ def cross_entropy_terms(logits: jax.Array, tokens: jax.Array, loss_mask: jax.Arr
       HF/TRL SFT does).
     normalize="example": each row's mean over its targets, averaged over rows (every
       example counts equally, however long its target).
-    weights [B]: per-example weights (e.g. to up-weight one-token judge targets);
-      with "token", each of a row's tokens carries the row's weight.
+    weights [B]: per-example weights (e.g. to up-weight judge targets); with "token",
+      each of a row's tokens carries the row's weight. They scale the numerator only:
+      the denominator counts target tokens (rows) unweighted, so a weight keeps its
+      effect in a batch of one kind. (Length-bucketed batches are often all judgments
+      or all SFT examples; a weighted mean, sum(w * nll) / sum(w), would cancel the
+      weight there, and did: config.train.judge_loss_weight had no effect.)
     """
     return cross_entropy_terms_from_logprobs(token_logprobs(logits, tokens), loss_mask,
                                              normalize, weights)
@@ -101,11 +105,11 @@ def cross_entropy_terms_from_logprobs(logp: jax.Array, loss_mask: jax.Array,
     nll = -logp * mask
     w = jnp.ones(logp.shape[0], jnp.float32) if weights is None else weights.astype(jnp.float32)
     if normalize == "token":
-        return (nll.sum(axis=1) * w).sum(), (mask.sum(axis=1) * w).sum()
+        return (nll.sum(axis=1) * w).sum(), mask.sum()
     if normalize == "example":
         per_row = nll.sum(axis=1) / jnp.maximum(mask.sum(axis=1), 1.0)
-        has_target = (mask.sum(axis=1) > 0).astype(jnp.float32) * w
-        return (per_row * has_target).sum(), has_target.sum()
+        has_target = (mask.sum(axis=1) > 0).astype(jnp.float32)
+        return (per_row * has_target * w).sum(), has_target.sum()
     raise ValueError(f"normalize={normalize!r}; expected 'token' or 'example'")
 
 

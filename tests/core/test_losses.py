@@ -31,9 +31,26 @@ def test_masked_cross_entropy_token_and_example_normalisation():
     np.testing.assert_allclose(loss, -(LP0 + LP1 + LP1) / 3, rtol=1e-6)
     loss, _ = masked_cross_entropy(logits, tokens, mask, "example")
     np.testing.assert_allclose(loss, (-(LP0 + LP1) / 2 - LP1) / 2, rtol=1e-6)
-    # weights: row 2 counts 3x (its single token carries weight 3)
+    # weights: row 2 counts 3x (its single token carries weight 3); the denominator
+    # counts tokens (rows) unweighted
     loss, _ = masked_cross_entropy(logits, tokens, mask, "token", weights=jnp.array([1.0, 3.0]))
-    np.testing.assert_allclose(loss, -(LP0 + LP1 + 3 * LP1) / 5, rtol=1e-6)
+    np.testing.assert_allclose(loss, -(LP0 + LP1 + 3 * LP1) / 3, rtol=1e-6)
+    loss, _ = masked_cross_entropy(logits, tokens, mask, "example", weights=jnp.array([1.0, 3.0]))
+    np.testing.assert_allclose(loss, (-(LP0 + LP1) / 2 - 3 * LP1) / 2, rtol=1e-6)
+
+
+def test_weights_do_not_cancel_in_a_batch_of_one_kind():
+    """A batch whose rows all carry weight w (a length bucket of judgments only) has w
+    times the unweighted loss, under both normalisations: a weighted mean would give
+    the unweighted loss back, and the weight would do nothing."""
+    logits = jnp.concatenate([LOGITS, LOGITS])
+    tokens = jnp.concatenate([TOKENS, TOKENS])
+    mask = jnp.array([[False, True, True], [False, False, True]])
+    for normalize in ("token", "example"):
+        plain, _ = masked_cross_entropy(logits, tokens, mask, normalize)
+        weighted, _ = masked_cross_entropy(logits, tokens, mask, normalize,
+                                           weights=jnp.array([4.0, 4.0]))
+        np.testing.assert_allclose(weighted, 4 * plain, rtol=1e-6)
 
 
 def test_sequence_logprobs_sum_and_mean():
