@@ -10,7 +10,11 @@ Measures, on the same pairs,
 - each written check line against the oracle's (`synthetic.explain`), by the kind of
   the true check ("N is not in the question.", "N is in the question and the largest.",
   ...; numbers as N) and by whose reply it is about (the right or the wrong one);
-- the most frequent confusions (true kind -> written kind).
+- the most frequent confusions (true kind -> written kind);
+- teacher-forced, the decisive token of each true check line: given the right check up
+  to "83 is", the probability of the true next token (" no[t in the question]" or
+  " in [the question]"), by kind: can it not *decide* membership, or did it go wrong
+  earlier (copying the reply's number)?
 
     python bench/judge_checks.py --model runs/tiny/recipes/jsft_proof_own_check \\
         --prompts 384 --samples 8 --out runs/tiny/recipes/judge_checks.json
@@ -56,6 +60,61 @@ def _copied(check: str) -> str:
     """The copied list of a restated check ("The question has 58, 23. ..." -> "58, 23")."""
     m = re.match(r"The question has ([^.]*)\.", check)
     return m.group(1) if m else ""
+
+
+def decisive_tokens(policy, builder, pairs, first, max_length, chunk: int = 64) -> list[dict]:
+    """Teacher-forced: each pair's true judgment target (both orders' true checks,
+    `builder.training_example`), and per check line the model's probability of the
+    token after the line's first " is" (the token that decides membership: " no" or
+    " in"; for sort lines also " missing" / " there"). -> [{about, true, p, argmax_ok}]."""
+    import jax
+    import numpy as np
+
+    from sjjax.model.transformer import merge_params
+    model = merge_params(policy.graphdef, policy.params, policy.lora)
+    forward = jax.jit(lambda t, m: jax.nn.log_softmax(model(t, m)[0].astype("float32"), -1))
+    decode = builder.tokenizer.decode
+    rows, meta = [], []
+    for j, f in zip(pairs, first):
+        for chosen_first in (bool(f), not f):  # the pair as shown, then swapped
+            made = builder.training_example(j.principle, j.context, j.chosen, j.rejected,
+                                            chosen_first, j.rationale_chosen,
+                                            j.rationale_rejected, max_length)
+            if made is None:
+                continue
+            enc = made[0]
+            rows.append(list(enc.tokens))
+            truth = ((j.rationale_chosen, j.rationale_rejected) if chosen_first
+                     else (j.rationale_rejected, j.rationale_chosen))
+            meta.append((np.flatnonzero(enc.loss_mask), truth, chosen_first))
+    out = []
+    for start in range(0, len(rows), chunk):
+        batch = rows[start:start + chunk]
+        width = max(len(r) for r in batch)
+        tokens = np.zeros((len(batch), width), np.int32)
+        mask = np.zeros((len(batch), width), bool)
+        for i, r in enumerate(batch):
+            tokens[i, :len(r)], mask[i, :len(r)] = r, True
+        logp = np.asarray(forward(tokens, mask))
+        for i, (targets, truth, chosen_first) in enumerate(meta[start:start + chunk]):
+            line, seen_is = 0, False
+            for pos in targets:
+                piece = decode([int(tokens[i, pos])])
+                if seen_is:  # the token after the line's first " is"
+                    right_is_a = chosen_first
+                    out.append(dict(about="right" if (line == 0) == right_is_a else "wrong",
+                                    true=kind(truth[line]),
+                                    p=float(np.exp(logp[i, pos - 1, tokens[i, pos]])),
+                                    argmax_ok=bool(logp[i, pos - 1].argmax() == tokens[i, pos])))
+                    seen_is = None  # done with this line
+                if piece == " is" and seen_is is False:
+                    seen_is = True
+                if "\n" in piece:
+                    line += 1
+                    seen_is = False
+                    if line > 1:
+                        break
+    return out
 
 
 def main(argv=None) -> int:
@@ -109,6 +168,10 @@ def main(argv=None) -> int:
         by_kind[f"{line['about']}: {line['true']}"].append(line["ok"])
     confusions = collections.Counter((x["true"], x["written"]) for x in lines if not x["ok"])
     baselines = baseline_accuracies(a, b, [question_of(j) for j in pairs], first)
+    decisive = decisive_tokens(policy, judge.builder, pairs, first, c.judge.max_length)
+    decisive_by_kind = collections.defaultdict(list)
+    for x in decisive:
+        decisive_by_kind[f"{x['about']}: {x['true']}"].append(x)
     summary = dict(
         model=args.model, split=args.split, pairs=len(pairs), counts=counts.__dict__,
         judge_accuracy=float(np.mean(np.asarray(judged.a_wins) == first)) if pairs else None,
@@ -120,6 +183,15 @@ def main(argv=None) -> int:
         copied_numbers_right=float(np.mean([x["copied_ok"] for x in lines])) if lines else None,
         by_kind={k: {"right": float(np.mean(v)), "n": len(v)} for k, v in
                  sorted(by_kind.items(), key=lambda kv: -len(kv[1]))},
+        # teacher-forced: P(the true decisive token | the true check before it)
+        decisive_token=dict(
+            mean_p=float(np.mean([x["p"] for x in decisive])) if decisive else None,
+            argmax_right=float(np.mean([x["argmax_ok"] for x in decisive])) if decisive
+            else None,
+            by_kind={k: {"mean_p": float(np.mean([x["p"] for x in v])),
+                         "argmax_right": float(np.mean([x["argmax_ok"] for x in v])),
+                         "n": len(v)}
+                     for k, v in sorted(decisive_by_kind.items(), key=lambda kv: -len(kv[1]))}),
         confusions=[{"true": t, "written": w, "n": n} for (t, w), n in
                     confusions.most_common(12)])
     print(json.dumps({k: v for k, v in summary.items() if k != "confusions"}, indent=1))

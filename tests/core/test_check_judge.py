@@ -3,6 +3,7 @@ layout is the same in training and judging, the check is the model's greedy writ
 (against a by-hand argmax decoder), and the decision is read after the check (against a
 by-hand full forward)."""
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -239,3 +240,33 @@ def test_jsft_step_logs_the_whole_judgment_targets_loss(policy):
     nll = -logp[targets - 1, encoded.tokens[targets]]
     np.testing.assert_allclose(float(metrics["judge_target_loss"]), nll.mean(), rtol=1e-4)
     np.testing.assert_allclose(float(metrics["judge_loss"]), nll[0], rtol=1e-4)
+
+
+def test_bench_decisive_tokens_against_a_prefix_forward(policy):
+    """bench/judge_checks.py's teacher-forced measure: per true check line, P(the token
+    after its first " is"), against the model run on the target's prefix up to it."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+    from judge_checks import decisive_tokens
+
+    builder = _builder(policy)
+    pair = Judgment(CONTEXT, "The answer is 85.", "The answer is 83.",
+                    rationale_chosen="85 is in the question and the largest.",
+                    rationale_rejected="83 is not in the question.")
+    out = decisive_tokens(policy, builder, [pair], [True], max_length=None)
+    # shown as is (chosen first), then swapped: the lines of A then B in each
+    assert [(x["about"], x["true"]) for x in out] == [
+        ("right", "N is in the question and the largest."), ("wrong", "N is not in the question."),
+        ("wrong", "N is not in the question."), ("right", "N is in the question and the largest.")]
+    encoded, _ = builder.training_example("helpfulness", CONTEXT, pair.chosen, pair.rejected,
+                                          True, pair.rationale_chosen, pair.rationale_rejected)
+    ids = encoded.tokens.tolist()
+    model = merge_params(policy.graphdef, policy.params, policy.lora)
+    tok = policy.tokenizer
+    is_at = [i for i in np.flatnonzero(encoded.loss_mask) if tok.decode([ids[i]]) == " is"]
+    for x, pos in zip(out[:2], is_at[:2]):  # the first " is" of each line: "85 is", "83 is"
+        logits, _ = model(jnp.asarray([ids[:pos + 1]]), jnp.ones((1, pos + 1), bool))
+        p = np.asarray(jax.nn.softmax(np.asarray(logits, np.float64)[0, -1]))
+        np.testing.assert_allclose(x["p"], p[ids[pos + 1]], rtol=1e-4)
+        assert x["argmax_ok"] == (p.argmax() == ids[pos + 1])
