@@ -17,14 +17,19 @@ The argument (default runs/tiny/jsft) names the model whose samples become judge
   question's numbers (the tiny_check preset: a judge that checks, then decides;
   evaluate and self-judge it with that preset);
 - no_restate: with check, the checks do not copy the question's numbers (the first
-  check recipe of docs/results.md).
+  check recipe of docs/results.md);
+- membership: adds 12,000 SFT conversations of the suite's `membership` family ("Is 83
+  in the list 58, 23, 61, 85, 42?"; levels 1-3, absent queries near misses of a listed
+  number from level 2): the step a check must compute ("83 is not in the question.")
+  taught as a task of its own. SFT only: the prompts the policy answers are unchanged.
 """
 
 from sjjax import presets
 from sjjax.data.templates import COMPACT_JUDGE_TEMPLATE_RATIONALE
 from sjjax.presets import tiny
 
-OPTIONS = ("no_labelled", "rationales", "check", "no_restate")
+OPTIONS = ("no_labelled", "rationales", "check", "no_restate", "membership")
+MEMBERSHIP = dict(families=("membership",), levels=(1, 2, 3))
 
 
 def get_config(arg: str = "runs/tiny/jsft"):
@@ -45,6 +50,9 @@ def get_config(arg: str = "runs/tiny/jsft"):
     proof = {**proof, "pairs": "shortcut_proof"}
     c.data.sources = tuple(c.data.sources) + (
         {**proof, "rationales": True, "restate": True} if "check" in options else proof,)
+    if "membership" in options:
+        c.data.sources = tuple(c.data.sources) + (presets.synthetic_source(
+            MEMBERSHIP, n_sft=4000, n_pairs=0, n_prompts=0, wrong_fraction=0.0, seed=2),)
     if "no_restate" in options:
         c.data.sources = tuple({**s, "restate": False} for s in c.data.sources)
         c.self_samples.restate = False

@@ -21,7 +21,8 @@ SPECIAL = {"pod": ["llama2_7b,jsft,v4-32", "mistral_7b,self_judge,v5litepod-64,l
                    "llama3_8b,dpo,v5p-16,full"],
            "jsft_judge_fit": ["4", "2"],
            "jsft_own_errors": [None, "none", "runs/tiny/sft", "runs/tiny/sft,no_labelled",
-                               "runs/tiny/sft,no_labelled,rationales"],
+                               "runs/tiny/sft,no_labelled,rationales",
+                               "runs/tiny/sft,check,no_restate,membership"],
            "generate": [None],
            "judge_pairs": ["pairs.jsonl", "pairs.jsonl,smollm2"]}
 
@@ -121,6 +122,24 @@ def test_own_errors_recipe_without_labelled_pairs():
     assert lean.run_dir != full.run_dir
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['x'\]"):
         module.get_config("runs/tiny/sft,x")
+
+
+def test_own_errors_recipe_with_membership_sft():
+    """",membership" adds SFT conversations of the membership family only (no judgments,
+    no prompts: what the policy answers and is judged on is unchanged), with near-miss
+    absent queries."""
+    from sjjax.data.sources import read_source
+    module = load("jsft_own_errors")
+    base = module.get_config("none,check,no_restate")
+    config = module.get_config("none,check,no_restate,membership")
+    added = config.data.sources[-1]
+    assert list(config.data.sources[:-1]) == list(base.data.sources)
+    assert added["families"] == ("membership",) and added["n_pairs"] == added["n_prompts"] == 0
+    read = read_source(added)
+    assert len(read.conversations) == 12000 and not read.judgments and not read.prompts
+    asks = [c.messages[0]["content"] for c in read.conversations]
+    assert all("in the list" in a or "contain" in a for a in asks)
+    assert config.run_dir.endswith("_membership")
 
 
 def test_own_errors_recipe_with_rationales():
