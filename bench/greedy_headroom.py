@@ -10,7 +10,10 @@ greedy answer is wrong while one of the first 2 (one pair) or of all k samples i
     python bench/greedy_headroom.py runs/tiny/jsft --prompts 192 --samples 8 \\
         --sampler 1.0,0.9 --sampler 1.3,1.0
 
-(`--sampler T,top_p`; default: the preset's sampling settings). Writes nothing.
+(`--sampler T,top_p`; default: the preset's sampling settings; `--families membership
+--levels 1 2 3`: other families' prompts than the preset's, e.g. whether a model trained
+with `configs/jsft_own_errors.py:...,membership` answers the membership task). Writes
+nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ def main(argv=None):
     p.add_argument("--prompts", type=int, default=192)
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--sampler", action="append", default=[], metavar="T,TOP_P")
+    p.add_argument("--families", nargs="*", default=[], help="the suite's families to ask "
+                   "(default: the preset's)")
+    p.add_argument("--levels", nargs="*", type=int, default=[1, 2])
     args = p.parse_args(argv)
     import jax
     import numpy as np
@@ -52,6 +58,10 @@ def main(argv=None):
     from sjjax.sampling import SamplingParams
     c = presets.make("self_judge", args.preset)
     c.model.source = args.source
+    if args.families:
+        c.data.sources = (presets.synthetic_source(
+            dict(families=tuple(args.families), levels=tuple(args.levels)), n_sft=0,
+            n_pairs=0, n_prompts=max(256, args.prompts), wrong_fraction=0.0),)
     policy = load_policy(c)
     responder = Responder.from_config(policy, c.sampling)
     oracle = load_oracle(c)
