@@ -24,6 +24,7 @@ SPECIAL = {"pod": ["llama2_7b,jsft,v4-32", "mistral_7b,self_judge,v5litepod-64,l
                                "runs/tiny/sft,no_labelled,rationales",
                                "runs/tiny/sft,check,no_restate,membership"],
            "generate": [None],
+           "skill_sft": [None, "sort,100"],
            "judge_pairs": ["pairs.jsonl", "pairs.jsonl,smollm2"]}
 
 
@@ -140,6 +141,17 @@ def test_own_errors_recipe_with_membership_sft():
     asks = [c.messages[0]["content"] for c in read.conversations]
     assert all("in the list" in a or "contain" in a for a in asks)
     assert config.run_dir.endswith("_membership")
+
+
+def test_skill_sft_is_one_family_and_names_a_wrong_one():
+    from sjjax.errors import ConfigError
+    module = load("skill_sft")
+    config = module.get_config("sort,100")
+    (source,) = config.data.sources
+    assert source["families"] == ("sort",) and source["n_sft"] == 100
+    assert config.model.source == "tiny" and config.run_dir.endswith("skill_sort")
+    with pytest.raises(ConfigError, match="unknown family 'sorting'"):
+        module.get_config("sorting")
 
 
 def test_own_errors_recipe_with_rationales():
