@@ -62,6 +62,22 @@ def _copied(check: str) -> str:
     return m.group(1) if m else ""
 
 
+def _decisive_positions(ids: list[int], targets, decode) -> list[tuple[int, int]]:
+    """(check line, position) of the token after each line's first " is" (two lines)."""
+    out, line, done, previous = [], 0, False, None
+    for pos in targets:
+        piece = decode([ids[pos]])
+        if previous == " is" and not done:
+            out.append((line, int(pos)))
+            done = True
+        if "\n" in piece:
+            line, done = line + 1, False
+            if line > 1:
+                break
+        previous = piece
+    return out
+
+
 def decisive_tokens(policy, builder, pairs, first, max_length, chunk: int = 64) -> list[dict]:
     """Teacher-forced: each pair's true judgment target (both orders' true checks,
     `builder.training_example`), and per check line the model's probability of the
@@ -73,7 +89,6 @@ def decisive_tokens(policy, builder, pairs, first, max_length, chunk: int = 64) 
     from sjjax.model.transformer import merge_params
     model = merge_params(policy.graphdef, policy.params, policy.lora)
     forward = jax.jit(lambda t, m: jax.nn.log_softmax(model(t, m)[0].astype("float32"), -1))
-    decode = builder.tokenizer.decode
     rows, meta = [], []
     for j, f in zip(pairs, first):
         for chosen_first in (bool(f), not f):  # the pair as shown, then swapped
@@ -82,38 +97,29 @@ def decisive_tokens(policy, builder, pairs, first, max_length, chunk: int = 64) 
                                             j.rationale_rejected, max_length)
             if made is None:
                 continue
-            enc = made[0]
-            rows.append(list(enc.tokens))
+            ids = [int(t) for t in made[0].tokens]
+            rows.append(ids)
             truth = ((j.rationale_chosen, j.rationale_rejected) if chosen_first
                      else (j.rationale_rejected, j.rationale_chosen))
-            meta.append((np.flatnonzero(enc.loss_mask), truth, chosen_first))
+            positions = _decisive_positions(ids, np.flatnonzero(made[0].loss_mask),
+                                            builder.tokenizer.decode)
+            meta.append((positions, truth, chosen_first))
+    # One padded shape for every chunk: one compilation.
+    width = max((len(r) for r in rows), default=1)
     out = []
     for start in range(0, len(rows), chunk):
-        batch = rows[start:start + chunk]
-        width = max(len(r) for r in batch)
-        tokens = np.zeros((len(batch), width), np.int32)
-        mask = np.zeros((len(batch), width), bool)
-        for i, r in enumerate(batch):
+        tokens = np.zeros((chunk, width), np.int32)
+        mask = np.zeros((chunk, width), bool)
+        for i, r in enumerate(rows[start:start + chunk]):
             tokens[i, :len(r)], mask[i, :len(r)] = r, True
         logp = np.asarray(forward(tokens, mask))
-        for i, (targets, truth, chosen_first) in enumerate(meta[start:start + chunk]):
-            line, seen_is = 0, False
-            for pos in targets:
-                piece = decode([int(tokens[i, pos])])
-                if seen_is:  # the token after the line's first " is"
-                    right_is_a = chosen_first
-                    out.append(dict(about="right" if (line == 0) == right_is_a else "wrong",
-                                    true=kind(truth[line]),
-                                    p=float(np.exp(logp[i, pos - 1, tokens[i, pos]])),
-                                    argmax_ok=bool(logp[i, pos - 1].argmax() == tokens[i, pos])))
-                    seen_is = None  # done with this line
-                if piece == " is" and seen_is is False:
-                    seen_is = True
-                if "\n" in piece:
-                    line += 1
-                    seen_is = False
-                    if line > 1:
-                        break
+        for i, (positions, truth, chosen_first) in enumerate(meta[start:start + chunk]):
+            for line, pos in positions:
+                target = tokens[i, pos]
+                out.append(dict(about="right" if (line == 0) == chosen_first else "wrong",
+                                true=kind(truth[line]),
+                                p=float(np.exp(logp[i, pos - 1, target])),
+                                argmax_ok=bool(logp[i, pos - 1].argmax() == target)))
     return out
 
 
