@@ -53,7 +53,8 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
             num_kv_heads=4, head_dim=32, max_position_embeddings=512,
             tie_word_embeddings=True, rope_theta=10000.0,
             vocab_size=1024,         # of the BPE tokenizer trained on the synthetic suite
-            tokenizer_seed=0)),      # its training corpus
+            tokenizer_seed=0,        # its training corpus
+            numbers="digits")),      # digits | pairs (1-2 digit numbers one token each)
     ))
 
     # ---------------------------------------------------------------- LoRA

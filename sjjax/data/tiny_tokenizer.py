@@ -11,8 +11,13 @@
   of `sjjax.data.templates.default_judge_templates()` filled with suite pairs. The same
   arguments give the same vocabulary, byte for byte. The vocabulary depends on the
   suite's wording: save the tokenizer next to a model trained with it.
-- Digits are split individually (pre-tokenizer `Digits(individual_digits=True)`),
-  so numbers are digit sequences and arithmetic is learnable.
+- Numbers (`numbers=`): "digits" (default) splits every digit (pre-tokenizer
+  `Digits(individual_digits=True)`), so numbers are digit sequences and arithmetic is
+  learnable; "pairs" makes every 1- or 2-digit string one token ("7", "85", "05": 110
+  tokens, merged before any learnt merge; longer numbers are split into pairs from the
+  left, "123" -> "12", "3"), so asking whether a two-digit number is in a list is one
+  token match for attention rather than a match of two-token sequences
+  (docs/results.md, "Numbers as single tokens").
 - Special tokens: <|pad|> (0, pad), <|im_start|> (1), <|im_end|> (2, eos). No BOS.
 - ChatML chat template: `<|im_start|>{role}\\n{content}<|im_end|>\\n` per message,
   `<|im_start|>assistant\\n` as the generation prompt, no default system message.
@@ -36,11 +41,28 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
 
-def _pre_tokenizer():
-    from tokenizers import pre_tokenizers
+NUMBERS = ("digits", "pairs")
+DIGITS = "0123456789"
+
+
+def _check_numbers(numbers: str) -> None:
+    if numbers not in NUMBERS:
+        raise ValueError(f"tiny tokenizer: numbers={numbers!r}, expected one of {NUMBERS} "
+                         f"(config key model.tiny.numbers)")
+
+
+def _pre_tokenizer(numbers: str = "digits"):
+    from tokenizers import Regex, pre_tokenizers
+    _check_numbers(numbers)
+    split_numbers = (pre_tokenizers.Digits(individual_digits=True) if numbers == "digits"
+                     else pre_tokenizers.Split(Regex(r"[0-9][0-9]?"), behavior="isolated"))
     return pre_tokenizers.Sequence([
-        pre_tokenizers.Digits(individual_digits=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+        split_numbers, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+
+
+def _number_merges(numbers: str) -> list[tuple[str, str]]:
+    """The merges that make every two-digit string one token (numbers="pairs")."""
+    return [(a, b) for a in DIGITS for b in DIGITS] if numbers == "pairs" else []
 
 
 def training_corpus(seed: int = 0, n_per_cell: int = 40) -> list[str]:
@@ -75,14 +97,15 @@ def training_corpus(seed: int = 0, n_per_cell: int = 40) -> list[str]:
     return texts
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2
-              ) -> tuple[dict[str, int], list[tuple[str, str]]]:
+def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2,
+              numbers: str = "digits") -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Deterministic byte-level BPE: -> (vocab, merges). The vocabulary is the
-    special tokens, the 256 byte symbols, then one token per merge, until
-    `vocab_size` or no pair occurs `min_frequency` times."""
+    special tokens, the 256 byte symbols, the 100 two-digit strings (numbers="pairs"),
+    then one token per learnt merge, until `vocab_size` or no pair occurs
+    `min_frequency` times."""
     from tokenizers import pre_tokenizers
 
-    pre = _pre_tokenizer()
+    pre = _pre_tokenizer(numbers)
     counts: collections.Counter = collections.Counter()
     for text in texts:
         for piece, _ in pre.pre_tokenize_str(text):
@@ -91,9 +114,12 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2
     vocab = {tok: i for i, tok in enumerate(SPECIAL_TOKENS)}
     for symbol in alphabet:
         vocab[symbol] = len(vocab)
-    # Words as symbol lists, in a fixed order.
-    words = [(list(piece), n) for piece, n in sorted(counts.items())]
-    merges: list[tuple[str, str]] = []
+    merges = _number_merges(numbers)
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    # Words as symbol lists, in a fixed order (a two-digit piece is already one symbol).
+    words = [([piece] if merges and len(piece) == 2 and piece.isdigit() else list(piece), n)
+             for piece, n in sorted(counts.items())]
     while len(vocab) < vocab_size:
         pairs: collections.Counter = collections.Counter()
         for symbols, n in words:
@@ -118,16 +144,18 @@ def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2
 
 
 def build_tiny_tokenizer(vocab_size: int = 1024, seed: int = 0, n_per_cell: int = 40,
-                         texts: Sequence[str] | None = None):
+                         texts: Sequence[str] | None = None, numbers: str = "digits"):
     """-> a transformers PreTrainedTokenizerFast (left padding, pad/eos set, ChatML
-    template). `texts` replaces the default corpus (`training_corpus(seed, n_per_cell)`)."""
+    template). `texts` replaces the default corpus (`training_corpus(seed, n_per_cell)`);
+    `numbers`: "digits" or "pairs" (module docstring)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models
     from transformers import PreTrainedTokenizerFast
 
     vocab, merges = train_bpe(texts if texts is not None else
-                              training_corpus(seed, n_per_cell), vocab_size)
+                              training_corpus(seed, n_per_cell), vocab_size,
+                              numbers=numbers)
     backend = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
-    backend.pre_tokenizer = _pre_tokenizer()
+    backend.pre_tokenizer = _pre_tokenizer(numbers)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens([AddedToken(t, special=True, normalized=False)
                                 for t in SPECIAL_TOKENS])
@@ -145,8 +173,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", required=True, help="directory for save_pretrained")
     parser.add_argument("--vocab-size", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--numbers", choices=NUMBERS, default="digits")
     args = parser.parse_args(argv)
-    tokenizer = build_tiny_tokenizer(args.vocab_size, args.seed)
+    tokenizer = build_tiny_tokenizer(args.vocab_size, args.seed, numbers=args.numbers)
     tokenizer.save_pretrained(args.out)
     print(f"{args.out}: {len(tokenizer)} tokens")
     return 0

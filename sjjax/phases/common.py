@@ -103,8 +103,10 @@ def _tiny_policy(config) -> Policy:
     from sjjax.model.transformer import init_model
     tiny = config.model.tiny
     tokenizer = prepare_tokenizer(build_tiny_tokenizer(vocab_size=tiny.get("vocab_size", 1024),
-                                                       seed=tiny.get("tokenizer_seed", 0)))
-    fields = {k: v for k, v in tiny.items() if k not in ("vocab_size", "tokenizer_seed")}
+                                                       seed=tiny.get("tokenizer_seed", 0),
+                                                       numbers=tiny.get("numbers", "digits")))
+    fields = {k: v for k, v in tiny.items()
+              if k not in ("vocab_size", "tokenizer_seed", "numbers")}
     cfg = ModelConfig(vocab_size=len(tokenizer), model_type="llama",
                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                       **fields, **model_overrides(config.model))
