@@ -107,3 +107,26 @@ def test_judge_checks_scores_each_written_line():
     assert scores[1]["copied_ok"] and not scores[1]["kind_ok"]
     assert scores[1]["true"] == "The question has N. N is in the question and the largest."
     assert line_scores("", (wrong, right), True)[0]["ok"] is False
+
+
+def test_membership_probe_batches_by_hand():
+    """The probe's labels against a direct membership check; both answers occur; the
+    list holds distinct numbers and the layout is [x_1..x_L, SEP, q, ASK]."""
+    import numpy as np
+    sys.path.insert(0, ROOT)
+    from bench import membership_probe as mp
+    tokens, target, present = mp.membership_batch(np.random.default_rng(3), 400, 5)
+    assert tokens.shape == (400, 8)
+    assert (tokens[:, 5] == mp.SEP).all() and (tokens[:, 7] == mp.ASK).all()
+    for row, t, p in zip(tokens, target, present):
+        assert len(set(row[:5])) == 5 and row[:5].max() < 100
+        assert p == (row[6] in set(row[:5])) and t == (mp.YES if p else mp.NO)
+    assert 0.4 < present.mean() < 0.6
+
+
+def test_membership_probe_runs():
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "membership_probe.py"),
+                           "--lr", "3e-4", "--steps", "3", "--batch", "4"],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "jax lr=0.0003: accuracy over the last 20 batches" in proc.stdout

@@ -189,3 +189,16 @@ def test_pairs_make_every_one_or_two_digit_number_one_token(pairs_tok, tmp_path)
 def test_unknown_numbers_option_names_the_config_key():
     with pytest.raises(ValueError, match="model.tiny.numbers"):
         build_tiny_tokenizer(numbers="words")
+
+
+def test_config_key_builds_a_pairs_model(pairs_tok):
+    """config.model.tiny.numbers reaches the tokenizer; the model's vocabulary follows."""
+    import ml_collections
+
+    from sjjax.phases.common import load_policy
+    tiny = dict(hidden_size=32, intermediate_size=64, num_layers=1, num_heads=2,
+                num_kv_heads=1, head_dim=16, numbers="pairs")
+    policy = load_policy(ml_collections.ConfigDict(dict(seed=0, model=dict(
+        source="tiny", tiny=tiny, dtype="float32", param_dtype="float32", remat="none"))))
+    assert policy.tokenizer.get_vocab() == pairs_tok.get_vocab()
+    assert policy.model_config.vocab_size == len(pairs_tok) > len(build_tiny_tokenizer())

@@ -1,0 +1,138 @@
+"""Can the tiny architecture learn set membership at all, and at which learning rate?
+
+The check-first judge's one hard step is membership ("83 is not in the question"), and
+the tiny model does not learn it inside the suite (docs/results.md). This probe strips
+the task to bare tokens: a sequence [x_1 .. x_L, SEP, q, ASK] of L distinct numbers
+(tokens 0-99) and a query q, present or absent with probability 1/2; the target at ASK is
+YES or NO. The model is `config.model.tiny`'s architecture (4 layers, d=256, tied
+embeddings), trained from scratch with AdamW (weight decay 0.01, constant learning rate)
+on fresh batches. The same task, data and architecture run in PyTorch + transformers'
+LlamaForCausalLM (`--framework torch`) as the independent check that a plateau is the
+optimisation's and not sjjax's.
+
+    python bench/membership_probe.py --lr 1e-3 --lr 3e-4 --steps 1000   # jax
+    python bench/membership_probe.py --framework torch --lr 1e-3 --lr 3e-4 --steps 1000
+
+Prints, per learning rate, the loss and accuracy every 100 steps (the accuracy is on the
+batch just trained on, of fresh examples: held-out by construction) and the first step
+at which the accuracy over the last 20 batches reaches 0.95; `--out F` writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+SEP, YES, NO, ASK = 100, 101, 102, 103
+VOCAB = 128
+ARCH = dict(hidden_size=256, intermediate_size=768, num_layers=4, num_heads=8,
+            num_kv_heads=4, head_dim=32)
+
+
+def membership_batch(rng: np.random.Generator, n: int, length: int):
+    """-> tokens [n, length + 3] int32, target [n] (YES/NO), present [n] bool."""
+    xs = np.stack([rng.choice(100, length, replace=False) for _ in range(n)])
+    present = rng.random(n) < 0.5
+    query = xs[np.arange(n), rng.integers(0, length, n)]
+    for i in np.flatnonzero(~present):
+        query[i] = rng.choice(np.setdiff1d(np.arange(100), xs[i]))
+    tokens = np.concatenate([xs, np.full((n, 1), SEP), query[:, None], np.full((n, 1), ASK)], 1)
+    return tokens.astype(np.int32), np.where(present, YES, NO).astype(np.int32), present
+
+
+def _jax_trainer(lr: float, seed: int):
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    from sjjax.model.config import ModelConfig
+    from sjjax.model.transformer import init_model
+    cfg = ModelConfig(vocab_size=VOCAB, tie_word_embeddings=True, max_position_embeddings=64,
+                      **ARCH)
+    model = init_model(cfg, seed=seed)
+    opt = nnx.Optimizer(model, optax.adamw(lr, weight_decay=0.01), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, opt, tokens, target):
+        def loss_fn(m):
+            logits = m(tokens)[0][:, -1]            # [B, V] at ASK
+            logp = jax.nn.log_softmax(logits)
+            loss = -jnp.take_along_axis(logp, target[:, None], 1).mean()
+            return loss, (logits.argmax(-1) == target).mean()
+        (loss, acc), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
+        opt.update(model, grads)
+        return loss, acc
+
+    return lambda tokens, target: tuple(map(float, step(model, opt, jnp.asarray(tokens),
+                                                         jnp.asarray(target))))
+
+
+def _torch_trainer(lr: float, seed: int):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=VOCAB, hidden_size=ARCH["hidden_size"],
+        intermediate_size=ARCH["intermediate_size"], num_hidden_layers=ARCH["num_layers"],
+        num_attention_heads=ARCH["num_heads"], num_key_value_heads=ARCH["num_kv_heads"],
+        head_dim=ARCH["head_dim"], tie_word_embeddings=True, max_position_embeddings=64))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+
+    def step(tokens, target):
+        tokens, target = torch.as_tensor(tokens).long(), torch.as_tensor(target).long()
+        logits = model(tokens).logits[:, -1]
+        loss = torch.nn.functional.cross_entropy(logits, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item(), (logits.argmax(-1) == target).float().mean().item()
+    return step
+
+
+def probe(framework: str, lr: float, steps: int, batch: int, length: int, seed: int) -> dict:
+    trainer = (_jax_trainer if framework == "jax" else _torch_trainer)(lr, seed)
+    rng = np.random.default_rng(seed)
+    log, accs, learnt_at, start = [], [], None, time.time()
+    for i in range(steps):
+        tokens, target, _ = membership_batch(rng, batch, length)
+        loss, acc = trainer(tokens, target)
+        accs.append(acc)
+        running = float(np.mean(accs[-20:]))
+        if running >= 0.95 and learnt_at is None and i >= 19:
+            learnt_at = i
+        if i % 100 == 0 or i == steps - 1:
+            log.append(dict(step=i, loss=round(loss, 4), acc=round(acc, 3)))
+            print(f"{framework} lr={lr:g} step {i}: loss {loss:.4f} acc {acc:.3f} "
+                  f"({time.time() - start:.0f}s)", flush=True)
+    return dict(framework=framework, lr=lr, steps=steps, batch=batch, length=length,
+                seed=seed, final_acc_20=float(np.mean(accs[-20:])), learnt_at=learnt_at,
+                log=log, seconds=round(time.time() - start, 1))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--framework", choices=("jax", "torch"), default="jax")
+    p.add_argument("--lr", type=float, action="append", default=[])
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--length", type=int, default=5, help="numbers in the list")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="")
+    args = p.parse_args(argv)
+    results = [probe(args.framework, lr, args.steps, args.batch, args.length, args.seed)
+               for lr in (args.lr or [1e-3, 3e-4])]
+    for r in results:
+        print(f"{r['framework']} lr={r['lr']:g}: accuracy over the last 20 batches "
+              f"{r['final_acc_20']:.3f}; >= 0.95 from step {r['learnt_at']} "
+              f"({r['seconds']:.0f}s)")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
