@@ -6,6 +6,10 @@ judge that checks, then decides"); measure it with `bench/greedy_headroom.py <ru
 
     python -m sjjax.main --config=configs/skill_sft.py[:<family>[,<sft per level>]] \
         [--config.data.num_epochs=3]                      # -> runs/tiny/skill_<family>
+
+Measured (docs/results.md): membership stays a coin with digit tokens and with one token
+per number (`--config.model.tiny.numbers=pairs`), at the preset's learning rate and at
+3e-4 (`--config.train.learning_rate=3e-4`); `bench/membership_probe.py` has the bare task.
 """
 
 from sjjax import presets
