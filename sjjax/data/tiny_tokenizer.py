@@ -31,6 +31,8 @@ import collections
 import sys
 from typing import Iterable, Sequence
 
+from sjjax.errors import ConfigError
+
 PAD, IM_START, IM_END = "<|pad|>", "<|im_start|>", "<|im_end|>"
 SPECIAL_TOKENS = (PAD, IM_START, IM_END)
 
@@ -47,8 +49,7 @@ DIGITS = "0123456789"
 
 def _check_numbers(numbers: str) -> None:
     if numbers not in NUMBERS:
-        raise ValueError(f"tiny tokenizer: numbers={numbers!r}, expected one of {NUMBERS} "
-                         f"(config key model.tiny.numbers)")
+        raise ConfigError(f"config.model.tiny.numbers={numbers!r}: expected one of {NUMBERS}")
 
 
 def _pre_tokenizer(numbers: str = "digits"):
