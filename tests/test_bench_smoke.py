@@ -124,6 +124,25 @@ def test_membership_probe_batches_by_hand():
     assert 0.4 < present.mean() < 0.6
 
 
+def test_membership_probe_query_first_with_suffix():
+    """The suite's order [q, SEP, x_1..x_L, fixed suffix, ASK]: labels against a direct
+    check, the suffix the same tokens in every row; an unknown layout is refused."""
+    import numpy as np
+    import pytest
+    sys.path.insert(0, ROOT)
+    from bench import membership_probe as mp
+    tokens, target, present = mp.membership_batch(np.random.default_rng(4), 300, 8,
+                                                  "query-first", 3)
+    assert tokens.shape == (300, 1 + 1 + 8 + 3 + 1)
+    assert (tokens[:, 1] == mp.SEP).all() and (tokens[:, -1] == mp.ASK).all()
+    assert (tokens[:, 10:13] == [mp.FILLER, mp.FILLER + 1, mp.FILLER + 2]).all()
+    for row, t, p in zip(tokens, target, present):
+        assert p == (row[0] in set(row[2:10])) and t == (mp.YES if p else mp.NO)
+    assert 0.4 < present.mean() < 0.6
+    with pytest.raises(ValueError, match="layout"):
+        mp.membership_batch(np.random.default_rng(0), 2, 5, "sideways")
+
+
 def test_membership_probe_runs():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "membership_probe.py"),
                            "--lr", "3e-4", "--steps", "3", "--batch", "4"],
