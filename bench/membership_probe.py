@@ -6,7 +6,9 @@ the task to bare tokens: a sequence [x_1 .. x_L, SEP, q, ASK] of L distinct numb
 (tokens 0-99) and a query q, present or absent with probability 1/2; the target at ASK is
 YES or NO. `--layout query-first` asks in the suite's order instead, [q, SEP, x_1 .. x_L,
 ASK] ("Is 83 in the list 58, 23, ...?"), and `--suffix K` puts K fixed tokens before ASK
-(the suite's format instruction and chat template stand between the list and the answer). The model is `config.model.tiny`'s architecture (4 layers, d=256, tied
+(the suite's format instruction and chat template stand between the list and the answer).
+`--near` draws an absent query as the suite's levels 2-3 do: a near miss of a listed
+number (digits reversed, or off by one; numbers 10-99). The model is `config.model.tiny`'s architecture (4 layers, d=256, tied
 embeddings), trained from scratch with AdamW (weight decay 0.01, constant learning rate)
 on fresh batches. The same task, data and architecture run in PyTorch + transformers'
 LlamaForCausalLM (`--framework torch`) as the independent check that a plateau is the
@@ -36,17 +38,29 @@ ARCH = dict(hidden_size=256, intermediate_size=768, num_layers=4, num_heads=8,
             num_kv_heads=4, head_dim=32)
 
 
+def near_miss(rng: np.random.Generator, items) -> int:
+    """An absent two-digit number next to a listed one: digits reversed, or +-1 (the
+    suite's `membership` levels 2-3); a random absent one where none exists."""
+    listed = set(int(x) for x in items)
+    candidates = [c for x in listed for c in (int(str(x)[::-1]), x + 1, x - 1)
+                  if 10 <= c <= 99 and c not in listed]
+    return int(rng.choice(candidates)) if candidates else int(
+        rng.choice(np.setdiff1d(np.arange(10, 100), list(listed))))
+
+
 def membership_batch(rng: np.random.Generator, n: int, length: int,
-                     layout: str = "list-first", suffix: int = 0):
+                     layout: str = "list-first", suffix: int = 0, near: bool = False):
     """-> tokens [n, length + 3 + suffix] int32, target [n] (YES/NO), present [n] bool."""
     if layout not in LAYOUTS or not 0 <= suffix <= VOCAB - FILLER:
         raise ValueError(f"layout {layout!r} (expected one of {LAYOUTS}), suffix {suffix} "
                          f"(expected 0..{VOCAB - FILLER})")
-    xs = np.stack([rng.choice(100, length, replace=False) for _ in range(n)])
+    low = 10 if near else 0
+    xs = np.stack([low + rng.choice(100 - low, length, replace=False) for _ in range(n)])
     present = rng.random(n) < 0.5
     query = xs[np.arange(n), rng.integers(0, length, n)]
     for i in np.flatnonzero(~present):
-        query[i] = rng.choice(np.setdiff1d(np.arange(100), xs[i]))
+        query[i] = (near_miss(rng, xs[i]) if near
+                    else rng.choice(np.setdiff1d(np.arange(100), xs[i])))
     sep, q = np.full((n, 1), SEP), query[:, None]
     parts = [xs, sep, q] if layout == "list-first" else [q, sep, xs]
     fixed = np.broadcast_to(np.arange(FILLER, FILLER + suffix), (n, suffix))
@@ -108,12 +122,12 @@ def _torch_trainer(lr: float, seed: int):
 
 
 def probe(framework: str, lr: float, steps: int, batch: int, length: int, seed: int,
-          layout: str = "list-first", suffix: int = 0) -> dict:
+          layout: str = "list-first", suffix: int = 0, near: bool = False) -> dict:
     trainer = (_jax_trainer if framework == "jax" else _torch_trainer)(lr, seed)
     rng = np.random.default_rng(seed)
     log, accs, learnt_at, start = [], [], None, time.time()
     for i in range(steps):
-        tokens, target, _ = membership_batch(rng, batch, length, layout, suffix)
+        tokens, target, _ = membership_batch(rng, batch, length, layout, suffix, near)
         loss, acc = trainer(tokens, target)
         accs.append(acc)
         running = float(np.mean(accs[-20:]))
@@ -124,7 +138,7 @@ def probe(framework: str, lr: float, steps: int, batch: int, length: int, seed: 
             print(f"{framework} lr={lr:g} step {i}: loss {loss:.4f} acc {acc:.3f} "
                   f"({time.time() - start:.0f}s)", flush=True)
     return dict(framework=framework, lr=lr, steps=steps, batch=batch, length=length,
-                layout=layout, suffix=suffix, seed=seed, final_acc_20=float(np.mean(accs[-20:])), learnt_at=learnt_at,
+                layout=layout, suffix=suffix, near=near, seed=seed, final_acc_20=float(np.mean(accs[-20:])), learnt_at=learnt_at,
                 log=log, seconds=round(time.time() - start, 1))
 
 
@@ -137,11 +151,12 @@ def main(argv=None):
     p.add_argument("--length", type=int, default=5, help="numbers in the list")
     p.add_argument("--layout", choices=LAYOUTS, default="list-first")
     p.add_argument("--suffix", type=int, default=0, help="fixed tokens before ASK")
+    p.add_argument("--near", action="store_true", help="absent queries are near misses")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     results = [probe(args.framework, lr, args.steps, args.batch, args.length, args.seed,
-                     args.layout, args.suffix)
+                     args.layout, args.suffix, args.near)
                for lr in (args.lr or [1e-3, 3e-4])]
     for r in results:
         print(f"{r['framework']} lr={r['lr']:g}: accuracy over the last 20 batches "

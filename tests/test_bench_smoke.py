@@ -143,6 +143,21 @@ def test_membership_probe_query_first_with_suffix():
         mp.membership_batch(np.random.default_rng(0), 2, 5, "sideways")
 
 
+def test_membership_probe_near_misses():
+    """--near: every absent query is a listed number's reversal or neighbour (as the
+    suite's membership levels 2-3), and every number is two-digit."""
+    import numpy as np
+    sys.path.insert(0, ROOT)
+    from bench import membership_probe as mp
+    tokens, _, present = mp.membership_batch(np.random.default_rng(5), 300, 5, near=True)
+    for row, p in zip(tokens, present):
+        items, q = [int(x) for x in row[:5]], int(row[6])
+        assert min(items) >= 10 and 10 <= q <= 99
+        if not p:
+            assert q not in items
+            assert any(q in (int(str(x)[::-1]), x + 1, x - 1) for x in items)
+
+
 def test_membership_probe_runs():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "membership_probe.py"),
                            "--lr", "3e-4", "--steps", "3", "--batch", "4"],
