@@ -7,6 +7,8 @@ the task to bare tokens: a sequence [x_1 .. x_L, SEP, q, ASK] of L distinct numb
 YES or NO. `--layout query-first` asks in the suite's order instead, [q, SEP, x_1 .. x_L,
 ASK] ("Is 83 in the list 58, 23, ...?"), and `--suffix K` puts K fixed tokens before ASK
 (the suite's format instruction and chat template stand between the list and the answer).
+`--min-length M` draws each row's list length from M..L (the suite mixes 3, 5 and 8),
+left-padding shorter rows, so that the query's position varies from row to row.
 `--near` draws an absent query as the suite's levels 2-3 do: a near miss of a listed
 number (digits reversed, or off by one; numbers 10-99). The model is `config.model.tiny`'s architecture (4 layers, d=256, tied
 embeddings), trained from scratch with AdamW (weight decay 0.01, constant learning rate)
@@ -32,6 +34,7 @@ import numpy as np
 
 SEP, YES, NO, ASK = 100, 101, 102, 103
 FILLER = 104                 # the suffix's tokens: FILLER, FILLER + 1, ...
+PAD = 127                    # left padding of rows whose list is shorter (--min-length)
 VOCAB = 128
 LAYOUTS = ("list-first", "query-first")
 ARCH = dict(hidden_size=256, intermediate_size=768, num_layers=4, num_heads=8,
@@ -49,23 +52,33 @@ def near_miss(rng: np.random.Generator, items) -> int:
 
 
 def membership_batch(rng: np.random.Generator, n: int, length: int,
-                     layout: str = "list-first", suffix: int = 0, near: bool = False):
-    """-> tokens [n, length + 3 + suffix] int32, target [n] (YES/NO), present [n] bool."""
-    if layout not in LAYOUTS or not 0 <= suffix <= VOCAB - FILLER:
+                     layout: str = "list-first", suffix: int = 0, near: bool = False,
+                     min_length: int | None = None):
+    """-> tokens [n, length + 3 + suffix] int32, target [n] (YES/NO), present [n] bool.
+
+    With min_length < length each row's list has a length drawn from min_length..length
+    and the row is left-padded with PAD: the query's position then varies from row to row,
+    as in the suite (whose lists have 3, 5 or 8 numbers)."""
+    min_length = length if min_length is None else min_length
+    if layout not in LAYOUTS or not 0 <= suffix < PAD - FILLER or not 1 <= min_length <= length:
         raise ValueError(f"layout {layout!r} (expected one of {LAYOUTS}), suffix {suffix} "
-                         f"(expected 0..{VOCAB - FILLER})")
+                         f"(expected 0..{PAD - FILLER - 1}), lengths {min_length}..{length}")
     low = 10 if near else 0
-    xs = np.stack([low + rng.choice(100 - low, length, replace=False) for _ in range(n)])
     present = rng.random(n) < 0.5
-    query = xs[np.arange(n), rng.integers(0, length, n)]
-    for i in np.flatnonzero(~present):
-        query[i] = (near_miss(rng, xs[i]) if near
-                    else rng.choice(np.setdiff1d(np.arange(100), xs[i])))
-    sep, q = np.full((n, 1), SEP), query[:, None]
-    parts = [xs, sep, q] if layout == "list-first" else [q, sep, xs]
-    fixed = np.broadcast_to(np.arange(FILLER, FILLER + suffix), (n, suffix))
-    tokens = np.concatenate(parts + [fixed, np.full((n, 1), ASK)], 1)
-    return tokens.astype(np.int32), np.where(present, YES, NO).astype(np.int32), present
+    fixed = list(range(FILLER, FILLER + suffix))
+    rows = []
+    for is_present in present:
+        xs = low + rng.choice(100 - low, rng.integers(min_length, length + 1), replace=False)
+        if is_present:
+            query = xs[rng.integers(0, len(xs))]
+        elif near:
+            query = near_miss(rng, xs)
+        else:
+            query = rng.choice(np.setdiff1d(np.arange(100), xs))
+        body = [*xs, SEP, query] if layout == "list-first" else [query, SEP, *xs]
+        rows.append([PAD] * (length - len(xs)) + body + fixed + [ASK])
+    return (np.array(rows, np.int32), np.where(present, YES, NO).astype(np.int32),
+            present)
 
 
 def _jax_trainer(lr: float, seed: int):
@@ -122,12 +135,14 @@ def _torch_trainer(lr: float, seed: int):
 
 
 def probe(framework: str, lr: float, steps: int, batch: int, length: int, seed: int,
-          layout: str = "list-first", suffix: int = 0, near: bool = False) -> dict:
+          layout: str = "list-first", suffix: int = 0, near: bool = False,
+          min_length: int | None = None) -> dict:
     trainer = (_jax_trainer if framework == "jax" else _torch_trainer)(lr, seed)
     rng = np.random.default_rng(seed)
     log, accs, learnt_at, start = [], [], None, time.time()
     for i in range(steps):
-        tokens, target, _ = membership_batch(rng, batch, length, layout, suffix, near)
+        tokens, target, _ = membership_batch(rng, batch, length, layout, suffix, near,
+                                             min_length)
         loss, acc = trainer(tokens, target)
         accs.append(acc)
         running = float(np.mean(accs[-20:]))
@@ -138,7 +153,8 @@ def probe(framework: str, lr: float, steps: int, batch: int, length: int, seed: 
             print(f"{framework} lr={lr:g} step {i}: loss {loss:.4f} acc {acc:.3f} "
                   f"({time.time() - start:.0f}s)", flush=True)
     return dict(framework=framework, lr=lr, steps=steps, batch=batch, length=length,
-                layout=layout, suffix=suffix, near=near, seed=seed, final_acc_20=float(np.mean(accs[-20:])), learnt_at=learnt_at,
+                layout=layout, suffix=suffix, near=near, min_length=min_length or length,
+                seed=seed, final_acc_20=float(np.mean(accs[-20:])), learnt_at=learnt_at,
                 log=log, seconds=round(time.time() - start, 1))
 
 
@@ -152,11 +168,13 @@ def main(argv=None):
     p.add_argument("--layout", choices=LAYOUTS, default="list-first")
     p.add_argument("--suffix", type=int, default=0, help="fixed tokens before ASK")
     p.add_argument("--near", action="store_true", help="absent queries are near misses")
+    p.add_argument("--min-length", type=int, default=None,
+                   help="list lengths drawn from this..--length (rows left-padded)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     results = [probe(args.framework, lr, args.steps, args.batch, args.length, args.seed,
-                     args.layout, args.suffix, args.near)
+                     args.layout, args.suffix, args.near, args.min_length)
                for lr in (args.lr or [1e-3, 3e-4])]
     for r in results:
         print(f"{r['framework']} lr={r['lr']:g}: accuracy over the last 20 batches "

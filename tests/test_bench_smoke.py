@@ -158,6 +158,26 @@ def test_membership_probe_near_misses():
             assert any(q in (int(str(x)[::-1]), x + 1, x - 1) for x in items)
 
 
+def test_membership_probe_mixed_lengths():
+    """--min-length: list lengths vary within the bounds, rows are left-padded to one
+    width, and the label still matches a direct check on the unpadded list."""
+    import numpy as np
+    sys.path.insert(0, ROOT)
+    from bench import membership_probe as mp
+    tokens, target, _ = mp.membership_batch(np.random.default_rng(6), 300, 8,
+                                            "query-first", 0, False, 3)
+    assert tokens.shape == (300, 11)
+    lengths = set()
+    for row, t in zip(tokens, target):
+        body = [int(x) for x in row if x != mp.PAD]
+        assert row[:len(row) - len(body)].tolist() == [mp.PAD] * (len(row) - len(body))
+        q, items = body[0], body[2:-1]
+        lengths.add(len(items))
+        assert body[1] == mp.SEP and body[-1] == mp.ASK and len(set(items)) == len(items)
+        assert (t == mp.YES) == (q in items)
+    assert lengths == {3, 4, 5, 6, 7, 8}
+
+
 def test_membership_probe_runs():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "membership_probe.py"),
                            "--lr", "3e-4", "--steps", "3", "--batch", "4"],
