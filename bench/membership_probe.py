@@ -7,6 +7,9 @@ the task to bare tokens: a sequence [x_1 .. x_L, SEP, q, ASK] of L distinct numb
 YES or NO. `--layout query-first` asks in the suite's order instead, [q, SEP, x_1 .. x_L,
 ASK] ("Is 83 in the list 58, 23, ...?"), and `--suffix K` puts K fixed tokens before ASK
 (the suite's format instruction and chat template stand between the list and the answer).
+`--suite pairs` (or digits) trains on the suite's own membership prompts instead (its
+text, template and tiny tokenizer; fresh tasks, the loss on the answer token only):
+the bridge between the bare task and `configs/skill_sft.py:membership`.
 `--min-length M` draws each row's list length from M..L (the suite mixes 3, 5 and 8),
 left-padding shorter rows, so that the query's position varies from row to row.
 `--near` draws an absent query as the suite's levels 2-3 do: a near miss of a listed
@@ -81,7 +84,51 @@ def membership_batch(rng: np.random.Generator, n: int, length: int,
             present)
 
 
-def _jax_trainer(lr: float, seed: int):
+class SuiteBatches:
+    """The suite's own membership prompts (`sjjax.data.synthetic`, levels 1-3, both
+    wordings, absent queries near misses from level 2) in the tiny chat template and
+    tokenizer, followed by "The answer is"; the target is the next token, " yes" or
+    " no". Fresh tasks every batch, left-padded to `width` tokens. Bridges the bare probe
+    and `configs/skill_sft.py:membership`: the suite's text with the probe's training."""
+
+    def __init__(self, numbers: str = "pairs", width: int = 80):
+        from sjjax.data.tiny_tokenizer import build_tiny_tokenizer
+        self.tokenizer = build_tiny_tokenizer(numbers=numbers)
+        self.width = width
+        self.answer_ids = {a: self._single(" " + a) for a in ("yes", "no")}
+
+    def _single(self, text: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise ValueError(f"{text!r} is {len(ids)} tokens in the tiny tokenizer, not one")
+        return ids[0]
+
+    @property
+    def vocab(self) -> int:
+        return len(self.tokenizer)
+
+    def __call__(self, rng: np.random.Generator, n: int):
+        """-> tokens [n, width] int32, target [n] (the answer's token), present [n] bool."""
+        from sjjax.data.synthetic.tasks import generate
+        tasks = generate(int(rng.integers(1 << 30)), -(-n // 3), families=("membership",),
+                         levels=(1, 2, 3))
+        tasks = [tasks[i] for i in rng.permutation(len(tasks))[:n]]
+        rows = []
+        for task in tasks:
+            text = self.tokenizer.apply_chat_template(
+                [dict(role="user", content=task.question)], tokenize=False,
+                add_generation_prompt=True) + "The answer is"
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) > self.width:
+                raise ValueError(f"a membership prompt is {len(ids)} tokens, over --width "
+                                 f"{self.width}")
+            rows.append([self.tokenizer.pad_token_id] * (self.width - len(ids)) + ids)
+        present = np.array([t.answer == "yes" for t in tasks])
+        target = np.array([self.answer_ids[t.answer] for t in tasks], np.int32)
+        return np.array(rows, np.int32), target, present
+
+
+def _jax_trainer(lr: float, seed: int, vocab: int = VOCAB, positions: int = 64):
     import jax
     import jax.numpy as jnp
     import optax
@@ -89,7 +136,8 @@ def _jax_trainer(lr: float, seed: int):
 
     from sjjax.model.config import ModelConfig
     from sjjax.model.transformer import init_model
-    cfg = ModelConfig(vocab_size=VOCAB, tie_word_embeddings=True, max_position_embeddings=64,
+    cfg = ModelConfig(vocab_size=vocab, tie_word_embeddings=True,
+                      max_position_embeddings=positions,
                       **ARCH)
     model = init_model(cfg, seed=seed)
     opt = nnx.Optimizer(model, optax.adamw(lr, weight_decay=0.01), wrt=nnx.Param)
@@ -109,7 +157,7 @@ def _jax_trainer(lr: float, seed: int):
                                                          jnp.asarray(target))))
 
 
-def _torch_trainer(lr: float, seed: int):
+def _torch_trainer(lr: float, seed: int, vocab: int = VOCAB, positions: int = 64):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
     # Shapes this small gain nothing from threads, and beside a running XLA job torch's
@@ -117,10 +165,11 @@ def _torch_trainer(lr: float, seed: int):
     torch.set_num_threads(1)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(LlamaConfig(
-        vocab_size=VOCAB, hidden_size=ARCH["hidden_size"],
+        vocab_size=vocab, hidden_size=ARCH["hidden_size"],
         intermediate_size=ARCH["intermediate_size"], num_hidden_layers=ARCH["num_layers"],
         num_attention_heads=ARCH["num_heads"], num_key_value_heads=ARCH["num_kv_heads"],
-        head_dim=ARCH["head_dim"], tie_word_embeddings=True, max_position_embeddings=64))
+        head_dim=ARCH["head_dim"], tie_word_embeddings=True,
+        max_position_embeddings=positions))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
 
     def step(tokens, target):
@@ -136,13 +185,22 @@ def _torch_trainer(lr: float, seed: int):
 
 def probe(framework: str, lr: float, steps: int, batch: int, length: int, seed: int,
           layout: str = "list-first", suffix: int = 0, near: bool = False,
-          min_length: int | None = None) -> dict:
-    trainer = (_jax_trainer if framework == "jax" else _torch_trainer)(lr, seed)
+          min_length: int | None = None, suite: str = "") -> dict:
+    """suite: "" (the bare task) or the tiny tokenizer's numbers ("digits" | "pairs"):
+    the suite's own prompts (SuiteBatches), the other task options then unused."""
+    if suite:
+        batches = SuiteBatches(numbers=suite)
+        vocab, positions = batches.vocab, batches.width
+    else:
+        def batches(rng, n):
+            return membership_batch(rng, n, length, layout, suffix, near, min_length)
+        vocab, positions = VOCAB, 64
+    trainer = (_jax_trainer if framework == "jax" else _torch_trainer)(lr, seed, vocab,
+                                                                       positions)
     rng = np.random.default_rng(seed)
     log, accs, learnt_at, start = [], [], None, time.time()
     for i in range(steps):
-        tokens, target, _ = membership_batch(rng, batch, length, layout, suffix, near,
-                                             min_length)
+        tokens, target, _ = batches(rng, batch)
         loss, acc = trainer(tokens, target)
         accs.append(acc)
         running = float(np.mean(accs[-20:]))
@@ -154,7 +212,7 @@ def probe(framework: str, lr: float, steps: int, batch: int, length: int, seed: 
                   f"({time.time() - start:.0f}s)", flush=True)
     return dict(framework=framework, lr=lr, steps=steps, batch=batch, length=length,
                 layout=layout, suffix=suffix, near=near, min_length=min_length or length,
-                seed=seed, final_acc_20=float(np.mean(accs[-20:])), learnt_at=learnt_at,
+                suite=suite, seed=seed, final_acc_20=float(np.mean(accs[-20:])), learnt_at=learnt_at,
                 log=log, seconds=round(time.time() - start, 1))
 
 
@@ -170,11 +228,13 @@ def main(argv=None):
     p.add_argument("--near", action="store_true", help="absent queries are near misses")
     p.add_argument("--min-length", type=int, default=None,
                    help="list lengths drawn from this..--length (rows left-padded)")
+    p.add_argument("--suite", choices=("", "digits", "pairs"), default="",
+                   help="the suite's membership prompts, tiny tokenizer with these numbers")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="")
     args = p.parse_args(argv)
     results = [probe(args.framework, lr, args.steps, args.batch, args.length, args.seed,
-                     args.layout, args.suffix, args.near, args.min_length)
+                     args.layout, args.suffix, args.near, args.min_length, args.suite)
                for lr in (args.lr or [1e-3, 3e-4])]
     for r in results:
         print(f"{r['framework']} lr={r['lr']:g}: accuracy over the last 20 batches "

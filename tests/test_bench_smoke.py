@@ -178,6 +178,29 @@ def test_membership_probe_mixed_lengths():
     assert lengths == {3, 4, 5, 6, 7, 8}
 
 
+def test_membership_probe_suite_batches():
+    """--suite: the suite's membership prompts, ending in "The answer is"; the target is
+    " yes" exactly when the query (the number after "Is" or "the number") is listed."""
+    import re
+    import numpy as np
+    sys.path.insert(0, ROOT)
+    from bench import membership_probe as mp
+    batches = mp.SuiteBatches(numbers="pairs")
+    tokens, target, present = batches(np.random.default_rng(7), 48)
+    assert tokens.shape == (48, batches.width)
+    pad = batches.tokenizer.pad_token_id
+    for row, t, p in zip(tokens, target, present):
+        text = batches.tokenizer.decode([x for x in row if x != pad])
+        assert text.endswith("The answer is")
+        m = re.search(r"Is (\d+) in the list ([\d, ]+)\?", text) or re.search(
+            r"Does the list ([\d, ]+) contain the number (\d+)\?", text)
+        query, items = (m.group(1), m.group(2)) if m.re.pattern.startswith("Is") else (
+            m.group(2), m.group(1))
+        assert p == (int(query) in [int(x) for x in items.split(", ")])
+        assert t == batches.answer_ids["yes" if p else "no"]
+    assert 0.3 < present.mean() < 0.7
+
+
 def test_membership_probe_runs():
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "membership_probe.py"),
                            "--lr", "3e-4", "--steps", "3", "--batch", "4"],
