@@ -88,10 +88,10 @@ class SuiteBatches:
     """The suite's own membership prompts (`sjjax.data.synthetic`, levels 1-3, both
     wordings, absent queries near misses from level 2) in the tiny chat template and
     tokenizer, followed by "The answer is"; the target is the next token, " yes" or
-    " no". Fresh tasks every batch, left-padded to `width` tokens. Bridges the bare probe
+    " no". Fresh tasks every batch, right-padded to `width` tokens. Bridges the bare probe
     and `configs/skill_sft.py:membership`: the suite's text with the probe's training."""
 
-    def __init__(self, numbers: str = "pairs", width: int = 80):
+    def __init__(self, numbers: str = "pairs", width: int = 64):
         from sjjax.data.tiny_tokenizer import build_tiny_tokenizer
         self.tokenizer = build_tiny_tokenizer(numbers=numbers)
         self.width = width
@@ -108,12 +108,13 @@ class SuiteBatches:
         return len(self.tokenizer)
 
     def __call__(self, rng: np.random.Generator, n: int):
-        """-> tokens [n, width] int32, target [n] (the answer's token), present [n] bool."""
+        """-> tokens [n, width] int32, target [n] (the answer's token), present [n] bool,
+        at [n] int32 (the position whose next token is the answer: "is")."""
         from sjjax.data.synthetic.tasks import generate
         tasks = generate(int(rng.integers(1 << 30)), -(-n // 3), families=("membership",),
                          levels=(1, 2, 3))
         tasks = [tasks[i] for i in rng.permutation(len(tasks))[:n]]
-        rows = []
+        rows, at = [], []
         for task in tasks:
             text = self.tokenizer.apply_chat_template(
                 [dict(role="user", content=task.question)], tokenize=False,
@@ -122,10 +123,13 @@ class SuiteBatches:
             if len(ids) > self.width:
                 raise ValueError(f"a membership prompt is {len(ids)} tokens, over --width "
                                  f"{self.width}")
-            rows.append([self.tokenizer.pad_token_id] * (self.width - len(ids)) + ids)
+            # right-padded: under the causal mask the pads after the answer's position
+            # cannot change it (left pads, unmasked here, would be attended)
+            rows.append(ids + [self.tokenizer.pad_token_id] * (self.width - len(ids)))
+            at.append(len(ids) - 1)
         present = np.array([t.answer == "yes" for t in tasks])
         target = np.array([self.answer_ids[t.answer] for t in tasks], np.int32)
-        return np.array(rows, np.int32), target, present
+        return np.array(rows, np.int32), target, present, np.array(at, np.int32)
 
 
 def _jax_trainer(lr: float, seed: int, vocab: int = VOCAB, positions: int = 64):
@@ -143,9 +147,9 @@ def _jax_trainer(lr: float, seed: int, vocab: int = VOCAB, positions: int = 64):
     opt = nnx.Optimizer(model, optax.adamw(lr, weight_decay=0.01), wrt=nnx.Param)
 
     @nnx.jit
-    def step(model, opt, tokens, target):
+    def step(model, opt, tokens, target, at):
         def loss_fn(m):
-            logits = m(tokens)[0][:, -1]            # [B, V] at ASK
+            logits = m(tokens)[0][jnp.arange(tokens.shape[0]), at]   # [B, V] at ASK
             logp = jax.nn.log_softmax(logits)
             loss = -jnp.take_along_axis(logp, target[:, None], 1).mean()
             return loss, (logits.argmax(-1) == target).mean()
@@ -153,8 +157,8 @@ def _jax_trainer(lr: float, seed: int, vocab: int = VOCAB, positions: int = 64):
         opt.update(model, grads)
         return loss, acc
 
-    return lambda tokens, target: tuple(map(float, step(model, opt, jnp.asarray(tokens),
-                                                         jnp.asarray(target))))
+    return lambda tokens, target, at: tuple(map(float, step(
+        model, opt, jnp.asarray(tokens), jnp.asarray(target), jnp.asarray(at))))
 
 
 def _torch_trainer(lr: float, seed: int, vocab: int = VOCAB, positions: int = 64):
@@ -172,9 +176,9 @@ def _torch_trainer(lr: float, seed: int, vocab: int = VOCAB, positions: int = 64
         max_position_embeddings=positions))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
 
-    def step(tokens, target):
+    def step(tokens, target, at):
         tokens, target = torch.as_tensor(tokens).long(), torch.as_tensor(target).long()
-        logits = model(tokens).logits[:, -1]
+        logits = model(tokens).logits[torch.arange(len(tokens)), torch.as_tensor(at).long()]
         loss = torch.nn.functional.cross_entropy(logits, target)
         opt.zero_grad()
         loss.backward()
@@ -200,8 +204,9 @@ def probe(framework: str, lr: float, steps: int, batch: int, length: int, seed: 
     rng = np.random.default_rng(seed)
     log, accs, learnt_at, start = [], [], None, time.time()
     for i in range(steps):
-        tokens, target, _ = batches(rng, batch)
-        loss, acc = trainer(tokens, target)
+        tokens, target, *rest = batches(rng, batch)
+        at = rest[1] if len(rest) > 1 else np.full(len(tokens), tokens.shape[1] - 1)
+        loss, acc = trainer(tokens, target, at)
         accs.append(acc)
         running = float(np.mean(accs[-20:]))
         if running >= 0.95 and learnt_at is None and i >= 19:

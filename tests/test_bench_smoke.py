@@ -179,18 +179,20 @@ def test_membership_probe_mixed_lengths():
 
 
 def test_membership_probe_suite_batches():
-    """--suite: the suite's membership prompts, ending in "The answer is"; the target is
+    """--suite: the suite's membership prompts, ending in "The answer is" at `at` (pads
+    only after it); the target is
     " yes" exactly when the query (the number after "Is" or "the number") is listed."""
     import re
     import numpy as np
     sys.path.insert(0, ROOT)
     from bench import membership_probe as mp
     batches = mp.SuiteBatches(numbers="pairs")
-    tokens, target, present = batches(np.random.default_rng(7), 48)
+    tokens, target, present, at = batches(np.random.default_rng(7), 48)
     assert tokens.shape == (48, batches.width)
     pad = batches.tokenizer.pad_token_id
-    for row, t, p in zip(tokens, target, present):
-        text = batches.tokenizer.decode([x for x in row if x != pad])
+    for row, t, p, i in zip(tokens, target, present, at):
+        assert (row[i + 1:] == pad).all() and row[i] != pad
+        text = batches.tokenizer.decode(row[:i + 1])
         assert text.endswith("The answer is")
         m = re.search(r"Is (\d+) in the list ([\d, ]+)\?", text) or re.search(
             r"Does the list ([\d, ]+) contain the number (\d+)\?", text)
