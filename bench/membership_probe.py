@@ -13,8 +13,10 @@ the bridge between the bare task and `configs/skill_sft.py:membership`.
 `--min-length M` draws each row's list length from M..L (the suite mixes 3, 5 and 8),
 left-padding shorter rows, so that the query's position varies from row to row.
 `--near` draws an absent query as the suite's levels 2-3 do: a near miss of a listed
-number (digits reversed, or off by one; numbers 10-99). The model is `config.model.tiny`'s architecture (4 layers, d=256, tied
-embeddings), trained from scratch with AdamW (weight decay 0.01, constant learning rate)
+number (digits reversed, or off by one; numbers 10-99).
+
+The model is `config.model.tiny`'s architecture (4 layers, d=256, tied embeddings),
+trained from scratch with AdamW (weight decay 0.01, constant learning rate)
 on fresh batches. The same task, data and architecture run in PyTorch + transformers'
 LlamaForCausalLM (`--framework torch`) as the independent check that a plateau is the
 optimisation's and not sjjax's.
@@ -57,11 +59,13 @@ def near_miss(rng: np.random.Generator, items) -> int:
 def membership_batch(rng: np.random.Generator, n: int, length: int,
                      layout: str = "list-first", suffix: int = 0, near: bool = False,
                      min_length: int | None = None):
-    """-> tokens [n, length + 3 + suffix] int32, target [n] (YES/NO), present [n] bool.
+    """-> tokens [n, length + 3 + suffix] int32, target [n] (YES/NO), present [n] bool,
+    at [n] int32 (ASK's position: the last).
 
     With min_length < length each row's list has a length drawn from min_length..length
-    and the row is left-padded with PAD: the query's position then varies from row to row,
-    as in the suite (whose lists have 3, 5 or 8 numbers)."""
+    and the row is left-padded with PAD (an ordinary token: the probe has no attention
+    mask): the query's position then varies from row to row, as in the suite (whose
+    lists have 3, 5 or 8 numbers)."""
     min_length = length if min_length is None else min_length
     if layout not in LAYOUTS or not 0 <= suffix < PAD - FILLER or not 1 <= min_length <= length:
         raise ValueError(f"layout {layout!r} (expected one of {LAYOUTS}), suffix {suffix} "
@@ -80,8 +84,9 @@ def membership_batch(rng: np.random.Generator, n: int, length: int,
             query = rng.choice(np.setdiff1d(np.arange(100), xs))
         body = [*xs, SEP, query] if layout == "list-first" else [query, SEP, *xs]
         rows.append([PAD] * (length - len(xs)) + body + fixed + [ASK])
-    return (np.array(rows, np.int32), np.where(present, YES, NO).astype(np.int32),
-            present)
+    tokens = np.array(rows, np.int32)
+    return (tokens, np.where(present, YES, NO).astype(np.int32), present,
+            np.full(n, tokens.shape[1] - 1, np.int32))
 
 
 class SuiteBatches:
@@ -204,8 +209,7 @@ def probe(framework: str, lr: float, steps: int, batch: int, length: int, seed: 
     rng = np.random.default_rng(seed)
     log, accs, learnt_at, start = [], [], None, time.time()
     for i in range(steps):
-        tokens, target, *rest = batches(rng, batch)
-        at = rest[1] if len(rest) > 1 else np.full(len(tokens), tokens.shape[1] - 1)
+        tokens, target, _, at = batches(rng, batch)
         loss, acc = trainer(tokens, target, at)
         accs.append(acc)
         running = float(np.mean(accs[-20:]))

@@ -115,7 +115,8 @@ def test_membership_probe_batches_by_hand():
     import numpy as np
     sys.path.insert(0, ROOT)
     from bench import membership_probe as mp
-    tokens, target, present = mp.membership_batch(np.random.default_rng(3), 400, 5)
+    tokens, target, present, at = mp.membership_batch(np.random.default_rng(3), 400, 5)
+    assert (at == 7).all()
     assert tokens.shape == (400, 8)
     assert (tokens[:, 5] == mp.SEP).all() and (tokens[:, 7] == mp.ASK).all()
     for row, t, p in zip(tokens, target, present):
@@ -131,8 +132,8 @@ def test_membership_probe_query_first_with_suffix():
     import pytest
     sys.path.insert(0, ROOT)
     from bench import membership_probe as mp
-    tokens, target, present = mp.membership_batch(np.random.default_rng(4), 300, 8,
-                                                  "query-first", 3)
+    tokens, target, present, _ = mp.membership_batch(np.random.default_rng(4), 300, 8,
+                                                     "query-first", 3)
     assert tokens.shape == (300, 1 + 1 + 8 + 3 + 1)
     assert (tokens[:, 1] == mp.SEP).all() and (tokens[:, -1] == mp.ASK).all()
     assert (tokens[:, 10:13] == [mp.FILLER, mp.FILLER + 1, mp.FILLER + 2]).all()
@@ -149,7 +150,7 @@ def test_membership_probe_near_misses():
     import numpy as np
     sys.path.insert(0, ROOT)
     from bench import membership_probe as mp
-    tokens, _, present = mp.membership_batch(np.random.default_rng(5), 300, 5, near=True)
+    tokens, _, present, _ = mp.membership_batch(np.random.default_rng(5), 300, 5, near=True)
     for row, p in zip(tokens, present):
         items, q = [int(x) for x in row[:5]], int(row[6])
         assert min(items) >= 10 and 10 <= q <= 99
@@ -164,8 +165,8 @@ def test_membership_probe_mixed_lengths():
     import numpy as np
     sys.path.insert(0, ROOT)
     from bench import membership_probe as mp
-    tokens, target, _ = mp.membership_batch(np.random.default_rng(6), 300, 8,
-                                            "query-first", 0, False, 3)
+    tokens, target, _, _ = mp.membership_batch(np.random.default_rng(6), 300, 8,
+                                               "query-first", 0, False, 3)
     assert tokens.shape == (300, 11)
     lengths = set()
     for row, t in zip(tokens, target):
