@@ -9,7 +9,8 @@ judge that checks, then decides"); measure it with `bench/greedy_headroom.py <ru
 
 Measured (docs/results.md): membership stays a coin with digit tokens and with one token
 per number (`--config.model.tiny.numbers=pairs`), at the preset's learning rate and at
-3e-4 (`--config.train.learning_rate=3e-4`), also for 1,800 steps at a constant 3e-4;
+3e-4 (`--config.train.learning_rate=3e-4`); at a constant 3e-4 for 10 epochs (3,750
+steps) it leaves the coin slowly (0.62);
 `bench/membership_probe.py` has the bare task, and (`--suite pairs`) these prompts trained
 on the answer token alone with fresh batches of 64, which does learn (0.90).
 """
