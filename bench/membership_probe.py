@@ -97,16 +97,13 @@ class SuiteBatches:
     and `configs/skill_sft.py:membership`: the suite's text with the probe's training."""
 
     def __init__(self, numbers: str = "pairs", width: int = 64):
+        from sjjax.data.templates import resolve_judge_tokens
         from sjjax.data.tiny_tokenizer import build_tiny_tokenizer
         self.tokenizer = build_tiny_tokenizer(numbers=numbers)
         self.width = width
-        self.answer_ids = {a: self._single(" " + a) for a in ("yes", "no")}
-
-    def _single(self, text: str) -> int:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise ValueError(f"{text!r} is {len(ids)} tokens in the tiny tokenizer, not one")
-        return ids[0]
+        # the judge's single-token check serves the answer tokens too
+        self.answer_ids = dict(zip(("yes", "no"),
+                                   resolve_judge_tokens(self.tokenizer, (" yes", " no"))))
 
     @property
     def vocab(self) -> int:

@@ -181,8 +181,8 @@ def test_membership_probe_mixed_lengths():
 
 def test_membership_probe_suite_batches():
     """--suite: the suite's membership prompts, ending in "The answer is" at `at` (pads
-    only after it); the target is
-    " yes" exactly when the query (the number after "Is" or "the number") is listed."""
+    only after it); the target is " yes" exactly when the query (the number after "Is"
+    or "the number") is listed."""
     import re
     import numpy as np
     sys.path.insert(0, ROOT)
