@@ -7,7 +7,8 @@ self-judge phases' metrics.jsonl, and draws:
 - the comparison table (SFT, offline DPO, JSFT, Self-Judge iterations, + tournament),
   every judge accuracy beside the best question-blind rule on the same pairs (the bar);
 - the judge table: each held-out set (labelled, shortcut-proof) with every rule;
-- the N-sweep (quality, length and repetition against N: the paper's Figure 4);
+- the N-sweep (quality, length and repetition against N: the paper's Figure 4), and
+  the winner's accuracy per family and level;
 - the per-iteration curve (the paper's Figure 5);
 - the self-judge training curves, with the judge's agreement with the oracle on the
   policy's own pairs (what decides whether self-training helps) beside the best
@@ -62,6 +63,7 @@ def comparison_rows(evals: dict) -> list[dict]:
                      "shortcut_proof_bar": proof.get("baselines", {}).get("best"),
                      "judge_accuracy_own_pairs": own.get("accuracy"),
                      "own_pairs_bar": own.get("baselines", {}).get("best"),
+                     "own_pairs_n": own.get("n"),
                      "position_consistency": j.get("position_consistency"),
                      "win_rate": w.get("win_rate"),
                      "length_tokens": g.get("length_tokens"),
@@ -126,6 +128,29 @@ def _check_table(evals: dict) -> list[str]:
             "both orders' checks are right.", "",
             "| model | pairs | checks right | judge, both checks right | judge, all |",
             "|---|---|---|---|---|"] + lines + [""]
+
+
+def sweep_tables(tour: dict) -> list[str]:
+    """An N-sweep ({N: {metric: value}}) as Markdown: one row per N with its scalar
+    metrics, then the winner's oracle accuracy per family:level stratum (rows) and N
+    (columns), where the sweep has it."""
+    ns = sorted(tour, key=int)
+    keys = sorted({k for v in tour.values() for k, x in v.items() if not isinstance(x, dict)})
+    lines = ["| N | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
+             "|" + "---|" * (len(keys) + 1)]
+    lines += [f"| {n} | " + " | ".join(_fmt(tour[n].get(k)) for k in keys) + " |"
+              for n in ns]
+    lines.append("")
+    strata = sorted({s for v in tour.values() for s in v.get("oracle_accuracy_by_stratum", {})})
+    if strata:
+        lines += ["The winner's oracle accuracy per family:level:", "",
+                  "| stratum | " + " | ".join(f"N={n}" for n in ns) + " |",
+                  "|" + "---|" * (len(ns) + 1)]
+        lines += [f"| {s} | " + " | ".join(
+            _fmt(tour[n].get("oracle_accuracy_by_stratum", {}).get(s)) for n in ns) + " |"
+            for s in strata]
+        lines.append("")
+    return lines
 
 
 def _plot_sweep(tour: dict, path: str):
@@ -274,7 +299,8 @@ def write_report(root: str) -> str:
     lines = [f"# Self-Judge report: `{root}`", ""]
     cols = ("model", "oracle_accuracy", "oracle_accuracy_sampled", "judge_accuracy",
             "position_consistency", "judge_bar", "judge_accuracy_shortcut_proof",
-            "shortcut_proof_bar", "judge_accuracy_own_pairs", "own_pairs_bar", "win_rate",
+            "shortcut_proof_bar", "judge_accuracy_own_pairs", "own_pairs_bar", "own_pairs_n",
+            "win_rate",
             "length_tokens", "repetition_4gram")
     rows = comparison_rows(evals)
     if rows:
@@ -282,25 +308,13 @@ def write_report(root: str) -> str:
                   "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
         lines.append("")
-    judge_rows = [(n, e["judge"]) for n, e in evals.items() if "judge" in e]
-    if judge_rows:
-        n, j = judge_rows[0]
-        lines.append(f"Judge baselines on the same held-out pairs: chance 0.500, "
-                     f"\"longer response wins\" {_fmt(j.get('longer_wins_accuracy'))} "
-                     f"({j.get('n')} pairs).")
-        lines.append("")
     lines += judge_table(evals)
     for sweep_model in [n for n, e in evals.items() if e.get("tournament")]:
         png = f"n_sweep_{sweep_model}.png"
         _plot_sweep(evals[sweep_model]["tournament"], os.path.join(out_dir, png))
         lines += [f"## Tournament N-sweep ({LABELS.get(sweep_model, sweep_model)})", "",
                   f"![N-sweep]({png})", ""]
-        tour = evals[sweep_model]["tournament"]
-        keys = sorted({k for v in tour.values() for k in v})
-        lines += ["| N | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
-        for n in sorted(tour, key=int):
-            lines.append(f"| {n} | " + " | ".join(_fmt(tour[n].get(k)) for k in keys) + " |")
-        lines.append("")
+        lines += sweep_tables(evals[sweep_model]["tournament"])
     if _plot_iterations(evals, os.path.join(out_dir, "iterations.png")):
         lines += ["## Iterations", "", "![iterations](iterations.png)", ""]
     if os.path.isdir(root) and _plot_training(root, os.path.join(out_dir, "self_judge.png")):

@@ -64,3 +64,18 @@ def test_self_judge_summary_pools_agreement_over_informative_pairs():
     assert math.isclose(s["sample_accuracy_first"], 0.3)
     assert math.isclose(s["sample_accuracy_last"], 0.5)
     assert s["steps"] == 3
+
+
+def test_sweep_tables_split_the_per_stratum_accuracy_out_of_the_scalar_table():
+    from sjjax.report import sweep_tables
+    tour = {"1": {"oracle_accuracy": 0.5, "oracle_accuracy_by_stratum":
+                  {"compare:1": 0.9, "sort:2": 0.0}},
+            "16": {"oracle_accuracy": 0.25, "oracle_accuracy_by_stratum":
+                   {"compare:1": 0.5, "sort:2": 0.125}}}
+    lines = sweep_tables(tour)
+    assert lines[0] == "| N | oracle accuracy |"
+    assert lines[2:4] == ["| 1 | 0.500 |", "| 16 | 0.250 |"]  # numeric order of N
+    assert not any("{" in line for line in lines)               # no dict printed
+    assert "| stratum | N=1 | N=16 |" in lines
+    assert "| compare:1 | 0.900 | 0.500 |" in lines
+    assert "| sort:2 | 0.000 | 0.125 |" in lines
