@@ -207,6 +207,9 @@ def _plot_iterations(evals: dict, path: str) -> bool:
     return True
 
 
+_BAR_KEY = "oracle/shortcut_agreement_best"
+
+
 def _plot_training(root: str, path: str) -> bool:
     import matplotlib
     matplotlib.use("Agg")
@@ -226,10 +229,19 @@ def _plot_training(root: str, path: str) -> bool:
             pts = [(r["step"] + offset, r[key]) for r in rows
                    if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
             if pts:
-                ax.plot(*zip(*pts), ".-", markersize=3, label=run)
+                line, = ax.plot(*zip(*pts), ".-", markersize=3, label=run)
+                if key == "oracle/judge_agreement":  # the bar on the same own pairs
+                    bar = [(r["step"] + offset, r[_BAR_KEY]) for r in rows
+                           if isinstance(r.get(_BAR_KEY), (int, float))
+                           and math.isfinite(r[_BAR_KEY])]
+                    if bar:
+                        ax.plot(*zip(*bar), "--", color=line.get_color(), alpha=0.5,
+                                label=f"{run}: best question-blind rule")
         offset += rows[-1]["step"] if rows else 0
     for ax, key in zip(axes, keys):
         ax.set_title(key)
+        if key == "oracle/judge_agreement":
+            ax.legend(fontsize=6)
         ax.set_xlabel("self-judge step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
