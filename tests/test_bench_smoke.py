@@ -210,3 +210,39 @@ def test_membership_probe_runs():
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "jax lr=0.0003: accuracy over the last 20 batches" in proc.stdout
+
+
+def test_pipeline_seeds_gives_each_seed_then_mean_and_range(tmp_path):
+    from bench.pipeline_seeds import figures, markdown, summarise
+    roots = []
+    for seed, (greedy, own, sj1) in enumerate(((0.5, 0.6, 0.25), (0.7, 0.8, 0.75))):
+        root = tmp_path / f"seed{seed}"
+        for name, acc in (("jsft", greedy), ("self_judge_1", sj1)):
+            ev = {"greedy": {"oracle_accuracy": acc}}
+            if name == "jsft":
+                ev["judge_own_pairs"] = {"accuracy": own, "n": 40 + seed,
+                                         "baselines": {"best": 0.9, "best_either_way": 0.9}}
+                ev["tournament"] = {"1": {"oracle_accuracy": 0.4},
+                                    "16": {"oracle_accuracy": 0.3 + seed / 10,
+                                           "oracle_best_of_n": 0.8}}
+            (root / "eval" / name).mkdir(parents=True)
+            (root / "eval" / name / "eval.json").write_text(json.dumps(ev))
+        (root / "self_judge_1").mkdir()
+        (root / "self_judge_1" / "metrics.jsonl").write_text("".join(
+            json.dumps({"step": s, "phase": "self_judge", "oracle/informative_pairs": w,
+                        "oracle/judge_agreement": a, "oracle/shortcut_agreement_best": 1.0})
+            + "\n" for s, w, a in ((1, 0.25, 1.0), (2, 0.75, 0.0))))
+        roots.append(str(root))
+    summary = summarise([figures(r) for r in roots])
+    greedy = summary["jsft: greedy accuracy"]
+    assert greedy["values"] == pytest.approx([0.5, 0.7])
+    assert (greedy["mean"], greedy["min"], greedy["max"]) == pytest.approx((0.6, 0.5, 0.7))
+    assert summary["jsft judge, own informative pairs"]["mean"] == pytest.approx(0.7)
+    assert summary["jsft judge, own informative pairs: bar"]["mean"] == pytest.approx(0.9)
+    # pooled over steps by informative pairs: (0.25 * 1 + 0.75 * 0) / 1.0
+    assert summary["self_judge_1 training: judge agreement on own pairs"]["values"] == \
+        pytest.approx([0.25, 0.25])
+    assert summary["jsft tournament N=16"]["values"] == pytest.approx([0.3, 0.4])
+    table = markdown(summary, roots)
+    assert "| jsft judge, own informative pairs: n | 40 | 41 | **40.500** | 40-41 |" in table
+    assert "| self_judge_1: greedy accuracy | 0.250 | 0.750 | **0.500** | 0.250-0.750 |" in table
