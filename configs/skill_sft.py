@@ -10,7 +10,8 @@ judge that checks, then decides"); measure it with `bench/greedy_headroom.py <ru
 Measured (docs/results.md): membership stays a coin with digit tokens and with one token
 per number (`--config.model.tiny.numbers=pairs`), at the preset's learning rate and at
 3e-4 (`--config.train.learning_rate=3e-4`); at a constant 3e-4 for 10 epochs (3,750
-steps) it leaves the coin slowly (0.62);
+steps) it leaves the coin slowly (0.62), and no faster from fresh conversations in
+batches of 64 (`:membership,40000 --config.data.batch_size=64`, one epoch: 0.58);
 `bench/membership_probe.py` has the bare task, and (`--suite pairs`) these prompts trained
 on the answer token alone with fresh batches of 64, which does learn (0.90).
 """
