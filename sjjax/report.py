@@ -22,10 +22,18 @@ import math
 import os
 import sys
 
-MODEL_ORDER = ("base", "sft", "dpo", "jsft", "self_judge_1", "self_judge_2", "self_judge_3")
+MODEL_ORDER = ("base", "sft", "dpo", "jsft", "self_judge_1", "self_judge_2", "self_judge_3",
+               "self_judge_oracle")
 LABELS = {"base": "Base (before training)", "sft": "SFT", "dpo": "Offline DPO", "jsft": "JSFT",
           "self_judge_1": "Self-Judge (1 iter.)", "self_judge_2": "Self-Judge (2 iter.)",
-          "self_judge_3": "Self-Judge (3 iter.)"}
+          "self_judge_3": "Self-Judge (3 iter.)",
+          "self_judge_oracle": "Control: iteration 1 with the oracle judge"}
+CONTROL = "self_judge_oracle"  # the pipeline's oracle_control run: starts from JSFT too
+
+
+def _iteration(name: str) -> bool:
+    """self_judge_1, self_judge_2, ...: the chained iterations (not the control)."""
+    return name.startswith("self_judge_") and name.rsplit("_", 1)[-1].isdigit()
 
 
 def _fmt(x, digits=3) -> str:
@@ -183,7 +191,7 @@ def _plot_iterations(evals: dict, path: str) -> bool:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    names = ["jsft"] + [n for n in evals if n.startswith("self_judge_")]
+    names = ["jsft"] + [n for n in evals if _iteration(n)]
     names = [n for n in names if n in evals]
     if len(names) < 2:
         return False
@@ -215,7 +223,7 @@ def _plot_training(root: str, path: str) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sjjax.metrics import read_metrics
-    runs = sorted(d for d in os.listdir(root) if d.startswith("self_judge_"))
+    runs = sorted(d for d in os.listdir(root) if _iteration(d) or d == CONTROL)
     keys = ("oracle/sample_accuracy", "oracle/judge_agreement", "judge/position_consistency",
             "rewards/margins")
     series = {r: read_metrics(os.path.join(root, r), "self_judge") for r in runs}
@@ -225,19 +233,21 @@ def _plot_training(root: str, path: str) -> bool:
     offset = 0
     for run in runs:
         rows = series[run]
+        start = 0 if run == CONTROL else offset  # the control starts where iteration 1 does
         for ax, key in zip(axes, keys):
-            pts = [(r["step"] + offset, r[key]) for r in rows
+            pts = [(r["step"] + start, r[key]) for r in rows
                    if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
             if pts:
                 line, = ax.plot(*zip(*pts), ".-", markersize=3, label=run)
                 if key == "oracle/judge_agreement":  # the bar on the same own pairs
-                    bar = [(r["step"] + offset, r[_BAR_KEY]) for r in rows
+                    bar = [(r["step"] + start, r[_BAR_KEY]) for r in rows
                            if isinstance(r.get(_BAR_KEY), (int, float))
                            and math.isfinite(r[_BAR_KEY])]
                     if bar:
                         ax.plot(*zip(*bar), "--", color=line.get_color(), alpha=0.5,
                                 label=f"{run}: best question-blind rule")
-        offset += rows[-1]["step"] if rows else 0
+        if run != CONTROL:
+            offset += rows[-1]["step"] if rows else 0
     for ax, key in zip(axes, keys):
         ax.set_title(key)
         if key == "oracle/judge_agreement":
@@ -287,7 +297,7 @@ def self_judge_summary(rows: list[dict], edge_steps: int = 5) -> dict:
 
 def _training_table(root: str) -> list[str]:
     from sjjax.metrics import read_metrics
-    runs = sorted(d for d in os.listdir(root) if d.startswith("self_judge_"))
+    runs = sorted(d for d in os.listdir(root) if _iteration(d) or d == CONTROL)
     summaries = {r: self_judge_summary(read_metrics(os.path.join(root, r), "self_judge"))
                  for r in runs}
     summaries = {r: s for r, s in summaries.items() if s["steps"]}

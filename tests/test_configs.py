@@ -188,3 +188,21 @@ def test_negative_nll_weight_names_the_key():
     config.dpo.nll_weight = -0.5
     with pytest.raises(ConfigError, match=r"config\.dpo\.nll_weight"):
         validate(config)
+
+
+def test_pipeline_oracle_control_reruns_iteration_one_with_the_oracle_judge():
+    config = load("pipeline").get_config("tiny")
+    assert not any(name == "self_judge_oracle" for name, _ in pipeline.plan(config))
+    config.oracle_control = True
+    pipeline.validate(config)
+    plan = dict(pipeline.plan(config))
+    control, first = plan["self_judge_oracle"], plan["self_judge_1"]
+    assert control.self_judge.judge == "oracle" and first.self_judge.judge != "oracle"
+    # the same start, seed and settings as iteration 1: a paired comparison
+    assert control.model.source == first.model.source == config.root + "/jsft"
+    assert control.seed == first.seed
+    assert control.train.learning_rate == first.train.learning_rate
+    assert control.self_judge.steps == first.self_judge.steps
+    # evaluated, and the N-sweep stays on JSFT and the last iteration
+    assert plan["eval_self_judge_oracle"].evaluate.tournament_sizes == ()
+    assert plan["eval_self_judge_2"].evaluate.tournament_sizes == tuple(config.tournament_sizes)

@@ -3,6 +3,8 @@
     sft -> dpo (offline, from sft)                         baselines
     jsft -> self_judge #1 -> self_judge #2 ...             Self-Judge (each iteration's
                                                            policy is the next reference/judge)
+    jsft -> self_judge_oracle                              control (oracle_control=True):
+                                                           iteration 1 with the oracle judge
     evaluate every model; tournament sweep on the last; report (Markdown + plots)
 
 Each phase's config is the preset's (`sjjax.presets.make`), with its run directory under
@@ -46,6 +48,10 @@ def default_pipeline_config(preset: str = "tiny") -> ml_collections.ConfigDict:
     # JSFT's judge data also gets pairs of the SFT model's own samples, labelled by the
     # oracle (synthetic presets; beyond the paper). Runs the SFT phase first.
     c.self_sample_judge_data = preset in ("tiny", "smollm2")
+    # The control: self-judge iteration 1 again (same start, seed and settings) with the
+    # task oracle as judge -> <root>/self_judge_oracle, evaluated and in the report beside
+    # the model's own judge (synthetic presets only: the oracle needs checkable prompts).
+    c.oracle_control = False
     c.evaluate = True
     c.tournament_sizes = (1, 2, 4, 8, 16)
     # Training steps per phase (0 = the preset's): --config.steps.jsft=300
@@ -100,6 +106,11 @@ def runs(config) -> list[Run]:
         name = f"self_judge_{k}"
         out.append(Run(name, "self_judge", at(name), previous, {"seed": config.seed + k}))
         previous = at(name)
+    last_policy = out[-1].name  # the N-sweep's second model (the control gets none)
+    if config.get("oracle_control", False):
+        out.append(Run("self_judge_oracle", "self_judge", at("self_judge_oracle"),
+                       at(presets.START_FROM["self_judge"]),
+                       {"seed": config.seed + 1, "self_judge.judge": "oracle"}))
     if config.evaluate:
         models = [r.name for r in out]  # every model trained above
         # "base": the model JSFT started from (pretrained, or an untrained tiny model).
@@ -107,7 +118,7 @@ def runs(config) -> list[Run]:
                    **{m: at(m) for m in models}}
         for name, source in sources.items():
             # The N-sweep for the Judge Model and for the last self-trained policy.
-            sizes = tuple(config.tournament_sizes) if name in ("jsft", models[-1]) else ()
+            sizes = tuple(config.tournament_sizes) if name in ("jsft", last_policy) else ()
             out.append(Run(f"eval_{name}", "evaluate", at(f"eval/{name}"), source,
                            {"evaluate.tournament_sizes": sizes, "evaluate.label": name}))
     return out

@@ -79,3 +79,25 @@ def test_sweep_tables_split_the_per_stratum_accuracy_out_of_the_scalar_table():
     assert "| stratum | N=1 | N=16 |" in lines
     assert "| compare:1 | 0.900 | 0.500 |" in lines
     assert "| sort:2 | 0.000 | 0.125 |" in lines
+
+
+def test_the_oracle_control_is_a_row_of_its_own_not_an_iteration(tmp_path):
+    root = str(tmp_path)
+    _eval(root, "jsft", 0.5, 0.9)
+    _eval(root, "self_judge_1", 0.25, 0.9)
+    _eval(root, "self_judge_oracle", 0.5, 0.9)
+    for run, agreement in (("self_judge_1", 0.4), ("self_judge_oracle", 1.0)):
+        os.makedirs(f"{root}/{run}")
+        with open(f"{root}/{run}/metrics.jsonl", "w") as f:
+            f.write(json.dumps({"step": 1, "phase": "self_judge",
+                                "oracle/informative_pairs": 0.5,
+                                "oracle/judge_agreement": agreement,
+                                "oracle/sample_accuracy": 0.3}) + "\n")
+    text = open(write_report(root)).read()
+    lines = text.splitlines()
+    rows = [l for l in lines if l.startswith("| Control: iteration 1 with the oracle judge |")]
+    assert len(rows) == 2                    # the comparison table and the training table
+    assert "| 0.500 | 0.250 |" in rows[0]   # its greedy and sampled accuracy
+    assert "| 1 | – | 0.500 | 1.000 |" in rows[1]  # steps, identical, informative, agreement
+    first = next(i for i, l in enumerate(lines) if l.startswith("| Self-Judge (1 iter.) |"))
+    assert first < lines.index(rows[0])      # after the iterations
