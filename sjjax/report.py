@@ -36,6 +36,11 @@ def _iteration(name: str) -> bool:
     return name.startswith("self_judge_") and name.rsplit("_", 1)[-1].isdigit()
 
 
+def _self_judge_runs(root: str) -> list[str]:
+    """The self-judge run directories under root: the iterations, then the control."""
+    return sorted(d for d in os.listdir(root) if _iteration(d) or d == CONTROL)
+
+
 def _fmt(x, digits=3) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -223,7 +228,7 @@ def _plot_training(root: str, path: str) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sjjax.metrics import read_metrics
-    runs = sorted(d for d in os.listdir(root) if _iteration(d) or d == CONTROL)
+    runs = _self_judge_runs(root)
     keys = ("oracle/sample_accuracy", "oracle/judge_agreement", "judge/position_consistency",
             "rewards/margins")
     series = {r: read_metrics(os.path.join(root, r), "self_judge") for r in runs}
@@ -297,7 +302,7 @@ def self_judge_summary(rows: list[dict], edge_steps: int = 5) -> dict:
 
 def _training_table(root: str) -> list[str]:
     from sjjax.metrics import read_metrics
-    runs = sorted(d for d in os.listdir(root) if _iteration(d) or d == CONTROL)
+    runs = _self_judge_runs(root)
     summaries = {r: self_judge_summary(read_metrics(os.path.join(root, r), "self_judge"))
                  for r in runs}
     summaries = {r: s for r, s in summaries.items() if s["steps"]}
