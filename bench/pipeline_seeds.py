@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def figures(root: str) -> dict:
     """One pipeline root -> {figure: value} (absent figures left out)."""
     from sjjax.metrics import read_metrics
-    from sjjax.report import load_evals, self_judge_summary
+    from sjjax.report import load_evals, self_judge_runs, self_judge_summary
     evals = load_evals(root)
     out = {}
 
@@ -47,8 +47,7 @@ def figures(root: str) -> dict:
             j.get("baselines", {}).get("best_either_way"))
         if key == "judge_own_pairs":
             put(f"jsft judge, {label}: n", j.get("n"))
-    runs = sorted(d for d in os.listdir(root) if d.startswith("self_judge_"))
-    for run in runs:
+    for run in self_judge_runs(root):
         s = self_judge_summary(read_metrics(os.path.join(root, run), "self_judge"))
         if s["steps"]:
             put(f"{run} training: judge agreement on own pairs", s["judge_agreement"])

@@ -36,7 +36,7 @@ def _iteration(name: str) -> bool:
     return name.startswith("self_judge_") and name.rsplit("_", 1)[-1].isdigit()
 
 
-def _self_judge_runs(root: str) -> list[str]:
+def self_judge_runs(root: str) -> list[str]:
     """The self-judge run directories under root: the iterations, then the control."""
     return sorted(d for d in os.listdir(root) if _iteration(d) or d == CONTROL)
 
@@ -228,7 +228,7 @@ def _plot_training(root: str, path: str) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sjjax.metrics import read_metrics
-    runs = _self_judge_runs(root)
+    runs = self_judge_runs(root)
     keys = ("oracle/sample_accuracy", "oracle/judge_agreement", "judge/position_consistency",
             "rewards/margins")
     series = {r: read_metrics(os.path.join(root, r), "self_judge") for r in runs}
@@ -302,7 +302,7 @@ def self_judge_summary(rows: list[dict], edge_steps: int = 5) -> dict:
 
 def _training_table(root: str) -> list[str]:
     from sjjax.metrics import read_metrics
-    runs = _self_judge_runs(root)
+    runs = self_judge_runs(root)
     summaries = {r: self_judge_summary(read_metrics(os.path.join(root, r), "self_judge"))
                  for r in runs}
     summaries = {r: s for r, s in summaries.items() if s["steps"]}
