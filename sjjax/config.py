@@ -131,6 +131,8 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         warmup_ratio=0.03,           # of the total steps
         warmup_steps=0,              # > 0: overrides warmup_ratio
         weight_decay=0.0,            # AdamW, on matrices only (not norms, biases)
+        freeze_embeddings=False,     # token embeddings (= the output layer when tied) fixed
+        freeze_layers=0,             # decoder layers 0 .. K-1 fixed (full fine-tuning)
         max_grad_norm=1.0,           # global-norm clipping; 0 = off
         adam_b1=0.9,
         adam_b2=0.999,
@@ -267,6 +269,11 @@ def validate(c: ml_collections.ConfigDict) -> None:
         chunk = c.train.loss_chunk
         _require(isinstance(chunk, int) and chunk >= 0, "train.loss_chunk",
                  f"{chunk!r}: must be an int >= 0 (0 = unchunked)")
+        frozen = c.train.get("freeze_layers", 0)
+        _require(isinstance(frozen, int) and frozen >= 0, "train.freeze_layers",
+                 f"{frozen!r}: must be an int >= 0 (the first K decoder layers)")
+        _require(isinstance(c.train.get("freeze_embeddings", False), bool),
+                 "train.freeze_embeddings", "must be True or False")
     if "dpo" in c:
         alpha = c.dpo.get("nll_weight", 0.0)
         _require(isinstance(alpha, (int, float)) and alpha >= 0, "dpo.nll_weight",

@@ -25,6 +25,8 @@ SPECIAL = {"pod": ["llama2_7b,jsft,v4-32", "mistral_7b,self_judge,v5litepod-64,l
                                "runs/tiny/sft,check,no_restate,membership"],
            "generate": [None],
            "skill_sft": [None, "sort,100"],
+           "smollm2_judge_recipe": [None, "full", "eos", "example", "grouped", "optimizer",
+                                    "preset", "prototype,evaluate", "preset,evaluate"],
            "judge_pairs": ["pairs.jsonl", "pairs.jsonl,smollm2"]}
 
 
@@ -152,6 +154,39 @@ def test_skill_sft_is_one_family_and_names_a_wrong_one():
     assert config.model.source == "tiny" and config.run_dir.endswith("skill_sort")
     with pytest.raises(ConfigError, match="unknown family 'sorting'"):
         module.get_config("sorting")
+
+
+def test_smollm2_judge_recipe_variants_change_one_thing_each():
+    """The prototype's recipe, then each variant differs from it in its own keys only,
+    and `preset` in the smollm2 preset's values for all of them; the evaluation reads
+    the variant's run on the same tasks."""
+    from sjjax.errors import ConfigError
+    module = load("smollm2_judge_recipe")
+    keys = ("train.freeze_embeddings", "train.freeze_layers", "train.adam_b2",
+            "train.weight_decay", "train.warmup_steps", "train.warmup_ratio", "train.schedule",
+            "train.loss_normalization", "data.judge_target_eos", "data.mix_batches",
+            "train.learning_rate")
+
+    def values(config):
+        return {k: config[k.split(".")[0]][k.split(".")[1]] for k in keys}
+
+    prototype = values(module.get_config("prototype"))
+    assert prototype["train.freeze_layers"] == 8 and prototype["train.freeze_embeddings"]
+    assert not prototype["data.judge_target_eos"] and prototype["data.mix_batches"]
+    jsft = values(presets.make("jsft", "smollm2"))
+    for variant, change in module.VARIANTS.items():
+        got = values(module.get_config(variant))
+        assert {k for k in keys if got[k] != prototype[k]} == set(change), variant
+    preset = values(module.get_config("preset"))
+    assert all(preset[k] == jsft[k] for k in module.VARIANTS["preset"])
+    assert preset["train.loss_normalization"] == jsft["train.loss_normalization"] == "token"
+    (source,) = module.get_config("eos").data.sources
+    assert source["n_sft"] * 10 == 800 and source["n_pairs"] * 10 * 2 == 1200
+    evaluation = module.get_config("eos,evaluate")
+    assert evaluation.model.source == "runs/smollm2_recipe/eos"
+    assert evaluation.data.sources == (source,) and evaluation.phase == "evaluate"
+    with pytest.raises(ConfigError, match="expected <variant>"):
+        module.get_config("frozen")
 
 
 def test_own_errors_recipe_with_rationales():

@@ -28,7 +28,7 @@ import ml_collections
 from sjjax.errors import ConfigError
 from sjjax.phases import PHASE_NAMES
 from sjjax.presets import paper, smollm2, smollm2_hh, tiny
-from sjjax.presets.common import START_FROM, runs_root, synthetic_source  # noqa: F401
+from sjjax.presets.common import START_FROM, runs_root, set_fields, synthetic_source  # noqa: F401
 
 _GET_CONFIG = {
     "tiny": tiny.get_config,
