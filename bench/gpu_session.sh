@@ -3,7 +3,8 @@
 # "GPU"), then the SmolLM2-135M reproduction (JSFT -> evaluate -> one self-judge
 # iteration -> evaluate) with whatever time is left. Run from the repository root:
 #
-#   OUT=/tmp/gpu_out DEADLINE_S=540 bash bench/gpu_session.sh [all|bench|reproduce|setup]
+#   OUT=/tmp/gpu_out DEADLINE_S=540 bash bench/gpu_session.sh \
+#       [all|bench|reproduce|recipes|setup]
 #
 # Everything it prints goes to $OUT/log.txt as it happens (so a run stopped at its limit
 # still leaves its log); the reproduction's metrics, evaluations and plots (no
@@ -107,9 +108,24 @@ reproduction() {
     --config.evaluate.tournament_sizes='(1,4,16)' --config.run_dir=$r/eval/self_judge_1
 }
 
+# SmolLM2's judge, one variable at a time (configs/smollm2_judge_recipe.py): the
+# prototype's recipe, the smollm2 preset's, then the single changes; each JSFT + its
+# evaluation (250 steps of 8: the CPU takes ~30 min a variant).
+recipes() {
+  ((HAVE_SMOLLM2)) || return
+  local v
+  for v in prototype preset full eos grouped optimizer example; do
+    step "recipe_$v" 240 python3 -m sjjax.main --config=configs/smollm2_judge_recipe.py:$v &&
+      step "recipe_${v}_eval" 180 python3 -m sjjax.main \
+        --config=configs/smollm2_judge_recipe.py:$v,evaluate
+  done
+}
+
 pack() {
-  [ -d runs/gpu_smollm2 ] || return
-  find runs/gpu_smollm2 -path '*/tfds' -prune -o -type f \( -name '*.json' -o -name '*.jsonl' \
+  local dirs=()
+  for d in runs/gpu_smollm2 runs/smollm2_recipe; do [ -d $d ] && dirs+=("$d"); done
+  ((${#dirs[@]})) || return
+  find "${dirs[@]}" -path '*/tfds' -prune -o -type f \( -name '*.json' -o -name '*.jsonl' \
     -o -name '*.md' -o -name '*.png' -o -name '*.txt' -o -name '*.py' \) -print |
     grep -v '/checkpoints/' | tar czf "$OUT/runs.tar.gz" -T - 2>>"$LOG"
 }
@@ -125,5 +141,6 @@ sjjax.main, torch; print('imports ok; torch', torch.__version__, torch.cuda.get_
   all) benchmarks; reproduction; pack ;;
   bench) benchmarks ;;
   reproduce) reproduction; pack ;;
+  recipes) recipes; pack ;;
 esac
 say "done at t=$(($(date +%s) - START))s"

@@ -24,7 +24,8 @@ Each other variant changes one thing to what the smollm2 preset does:
 
 `<variant>,evaluate` is the evaluation of that run (runs/smollm2_recipe/<variant>):
 greedy and sampled accuracy, labelled and shortcut-proof held-out pairs, and the
-model's own informative pairs, on the same families and levels.
+model's own informative pairs, on the same families and levels, each beside its
+question-blind bar; `python -m sjjax.report runs/smollm2_recipe` tabulates the variants.
 """
 
 from sjjax import presets
@@ -69,9 +70,9 @@ def get_config(arg: str = "prototype"):
     if phase == "evaluate":
         c = presets.make("evaluate", "smollm2")
         c.model.source = f"{ROOT}/{variant}"
-        c.evaluate.label = f"recipe_{variant}"
+        c.evaluate.label = variant
         c.evaluate.tournament_sizes = ()
-        c.run_dir = f"{ROOT}/eval_{variant}"
+        c.run_dir = f"{ROOT}/eval/{variant}"   # `python -m sjjax.report runs/smollm2_recipe`
     else:
         c = presets.make("jsft", "smollm2")
         presets.set_fields(c, {**PROTOTYPE, **VARIANTS[variant]},
