@@ -13,10 +13,11 @@ both orders (1,200 judgment examples) over arithmetic, compare, count, sort and 
 at levels 1-2 (the prototype's add / larger / count / sort / reverse, as the suite has
 them), one epoch (250 steps).
 
-Each other variant changes one thing to what the smollm2 preset does:
+Each other variant changes one thing, to what the smollm2 preset does unless said:
   full       nothing frozen (full fine-tuning, tied embeddings trained)
   eos        the judgment target ends with end-of-turn
   example    per-example loss normalisation (the tiny preset's; smollm2's is per token)
+  lr4x       lr 2e-4 (both recipes use 5e-5: is the judge merely slow?)
   grouped    batches grouped by length bucket instead of mixed
   optimizer  the preset's AdamW schedule: beta2 0.999, no weight decay, 3% warm-up,
              cosine decay
@@ -50,6 +51,7 @@ VARIANTS = {
     "full": {"train.freeze_embeddings": False, "train.freeze_layers": 0},
     "eos": {"data.judge_target_eos": True},
     "example": {"train.loss_normalization": "example"},
+    "lr4x": {"train.learning_rate": 2e-4},
     "grouped": {"data.mix_batches": False},
     # warmup_steps 0: the base config's warmup_ratio (3%) applies
     "optimizer": {"train.adam_b2": 0.999, "train.weight_decay": 0.0, "train.warmup_steps": 0,

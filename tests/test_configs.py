@@ -25,7 +25,7 @@ SPECIAL = {"pod": ["llama2_7b,jsft,v4-32", "mistral_7b,self_judge,v5litepod-64,l
                                "runs/tiny/sft,check,no_restate,membership"],
            "generate": [None],
            "skill_sft": [None, "sort,100"],
-           "smollm2_judge_recipe": [None, "full", "eos", "example", "grouped", "optimizer",
+           "smollm2_judge_recipe": [None, "full", "eos", "example", "lr4x", "grouped", "optimizer",
                                     "preset", "prototype,evaluate", "preset,evaluate"],
            "judge_pairs": ["pairs.jsonl", "pairs.jsonl,smollm2"]}
 
