@@ -110,7 +110,7 @@ reproduction() {
 
 # SmolLM2's judge, one variable at a time (configs/smollm2_judge_recipe.py): the
 # prototype's recipe, the smollm2 preset's, then the single changes; each JSFT + its
-# evaluation (250 steps of 8: the CPU takes ~30 min a variant).
+# evaluation (250 steps of 8: 2 CPU cores take 35-60 min a variant).
 recipes() {
   ((HAVE_SMOLLM2)) || return
   local v

@@ -80,9 +80,9 @@ def make_optimizer(train, total_steps: int) -> tuple[optax.GradientTransformatio
     """clip -> AdamW, with the frozen parameters' gradients and updates zeroed around
     them (`train.freeze_embeddings`, `train.freeze_layers`)."""
     schedule = learning_rate_schedule(train, total_steps)
-    freeze = (frozen_parts(bool(train.get("freeze_embeddings", False)),
-                           int(train.get("freeze_layers", 0)))
-              if train.get("freeze_embeddings", False) or train.get("freeze_layers", 0) else None)
+    embeddings = bool(train.get("freeze_embeddings", False))
+    layers = int(train.get("freeze_layers", 0))
+    freeze = frozen_parts(embeddings, layers) if embeddings or layers else None
     parts = [freeze] if freeze else []
     if train.get("max_grad_norm", 0):
         parts.append(optax.clip_by_global_norm(float(train.max_grad_norm)))
