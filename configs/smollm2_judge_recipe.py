@@ -22,6 +22,10 @@ Each other variant changes one thing, to what the smollm2 preset does unless sai
   optimizer  the preset's AdamW schedule: beta2 0.999, no weight decay, 3% warm-up,
              cosine decay
   preset     full + eos + grouped + optimizer: the smollm2 preset's JSFT on this data
+  check      the template: the judge writes its check of each response before deciding
+             ("A: The question has 41, 16, 91, 19, 95. 95 is in the question and the
+             largest.\nB: ...\nAnswer: A"; the tiny_check preset's judge on SmolLM2's
+             template), trained on the checks of the synthetic pairs
 
 `<variant>,evaluate` is the evaluation of that run (runs/smollm2_recipe/<variant>):
 greedy and sampled accuracy, labelled and shortcut-proof held-out pairs, and the
@@ -30,6 +34,7 @@ question-blind bar; `python -m sjjax.report runs/smollm2_recipe` tabulates the v
 """
 
 from sjjax import presets
+from sjjax.data.templates import default_judge_templates
 from sjjax.errors import ConfigError
 
 TASKS = dict(families=("arithmetic", "compare", "count", "sort", "minmax"), levels=(1, 2))
@@ -59,7 +64,20 @@ VARIANTS = {
 }
 VARIANTS["preset"] = {k: v for name in ("full", "eos", "grouped", "optimizer")
                       for k, v in VARIANTS[name].items()}
+VARIANTS["check"] = {}  # data and template: see `with_check`
 ROOT = "runs/smollm2_recipe"
+
+
+def with_check(c, source: dict) -> dict:
+    """The `check` variant: the judge template writes both checks before "Answer:" (no
+    rationale after the decision), the synthetic pairs carry the checks (the question's
+    numbers copied first, as tiny_check's), and the judge may write 128 tokens of them.
+    Returns the data source with the checks."""
+    c.judge.templates = {"helpfulness": dict(default_judge_templates()["helpfulness"],
+                                             rationale="",
+                                             check="A: {rationale_a}\nB: {rationale_b}\n")}
+    c.judge.check_tokens = 128
+    return {**source, "rationales": True, "restate": True}
 
 
 def get_config(arg: str = "prototype"):
@@ -80,6 +98,8 @@ def get_config(arg: str = "prototype"):
         presets.set_fields(c, {**PROTOTYPE, **VARIANTS[variant]},
                            f"configs/smollm2_judge_recipe.py:{variant}")
         c.run_dir = f"{ROOT}/{variant}"
+    if variant == "check":
+        source = with_check(c, source)
     c.data.sources = (source,)
     c.data.tfds_dir = f"{ROOT}/tfds"
     return c

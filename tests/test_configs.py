@@ -26,7 +26,8 @@ SPECIAL = {"pod": ["llama2_7b,jsft,v4-32", "mistral_7b,self_judge,v5litepod-64,l
            "generate": [None],
            "skill_sft": [None, "sort,100"],
            "smollm2_judge_recipe": [None, "full", "eos", "example", "lr4x", "grouped", "optimizer",
-                                    "preset", "prototype,evaluate", "preset,evaluate"],
+                                    "preset", "check", "prototype,evaluate", "preset,evaluate",
+                                    "check,evaluate"],
            "judge_pairs": ["pairs.jsonl", "pairs.jsonl,smollm2"]}
 
 
@@ -187,6 +188,25 @@ def test_smollm2_judge_recipe_variants_change_one_thing_each():
     assert evaluation.data.sources == (source,) and evaluation.phase == "evaluate"
     with pytest.raises(ConfigError, match="expected <variant>"):
         module.get_config("frozen")
+
+
+def test_smollm2_judge_recipe_check_variant_changes_the_template_and_data_only():
+    """`check`: the prototype's training settings; the judge writes both checks before
+    "Answer:" (no rationale after it), in training and in its evaluation, and every
+    judgment of the data carries both responses' checks."""
+    from sjjax.data.sources import read_source
+    module = load("smollm2_judge_recipe")
+    prototype, check = module.get_config("prototype"), module.get_config("check")
+    assert check.train.to_dict() == prototype.train.to_dict()
+    for config in (check, module.get_config("check,evaluate")):
+        (template,) = config.judge.templates.values()
+        assert template["check"] == "A: {rationale_a}\nB: {rationale_b}\n"
+        assert not template.get("rationale")
+        assert config.data.sources[0]["rationales"] and config.data.sources[0]["restate"]
+    assert "check" not in prototype.judge.templates["helpfulness"]
+    read = read_source(check.data.sources[0])
+    assert read.judgments and all(j.rationale_chosen and j.rationale_rejected
+                                  for j in read.judgments)
 
 
 def test_own_errors_recipe_with_rationales():
