@@ -8,9 +8,8 @@ The PyTorch side is written here from the config alone, independently of
 `sjjax.train.optim`: AdamW with the config's betas, eps and weight decay (matrices only),
 the learning-rate schedule, global-norm clipping, frozen embeddings and lower layers,
 per-token or per-example loss normalisation. Both sides compute in float32.
-The gradient norms are compared only where nothing is frozen: sjjax logs the norm of the
-whole gradient, PyTorch's `clip_grad_norm_` that of the trainable part (which sjjax's
-clipping uses too: `sjjax.train.optim.frozen_parts`).
+The gradient norms compared are those of the trainable part, before clipping (what
+`clip_grad_norm_` returns and sjjax logs).
 
 It answers "is a run that does not learn (SmolLM2's judgment loss at ln 2) a bug of
 sjjax's training?": if the two trajectories agree, PyTorch trains the same way on the
@@ -175,11 +174,10 @@ def sjjax_run(config, steps: int, hf_dir: str) -> tuple[list[dict], list[dict], 
     return batches, rows, {"layers": policy.model_config.num_layers}
 
 
-def compare(ours: list[dict], peer: list[dict], frozen: bool) -> dict:
-    """The largest absolute differences over the steps (gradient norms: only when
-    nothing is frozen, see the module docstring)."""
+def compare(ours: list[dict], peer: list[dict]) -> dict:
+    """The largest absolute differences over the steps."""
     out = {}
-    for key in ("loss", "judge_loss") + (() if frozen else ("grad_norm",)):
+    for key in ("loss", "judge_loss", "grad_norm"):
         diffs = [abs(a[key] - b[key]) for a, b in zip(ours, peer)
                  if math.isfinite(a.get(key, math.nan)) and math.isfinite(b[key])]
         out[f"max_abs_diff_{key}"] = max(diffs) if diffs else math.nan
@@ -233,8 +231,7 @@ def main(argv=None):
         print(f"{i + 1:4d} | {a['loss']:.5f} | {b['loss']:.5f} | "
               f"{a.get('judge_loss', math.nan):.5f} | {b['judge_loss']:.5f} | "
               f"{a['grad_norm']:.4f} | {b['grad_norm']:.4f}")
-    frozen = bool(config.train.get("freeze_embeddings") or config.train.get("freeze_layers"))
-    result = compare(ours, peer, frozen)
+    result = compare(ours, peer)
     # The step's own time (compile excluded), steps 2.. (the first warms caches).
     ours_s = float(np.median([r["time/update_s"] for r in ours[1:]] or [math.nan]))
     peer_s = float(np.median(peer_times[1:] or [math.nan]))

@@ -23,6 +23,7 @@ import optax
 from sjjax.losses import (chunked_token_logprobs, cross_entropy_terms_from_logprobs, dpo_loss,
                           sequence_logprobs_from_logprobs)
 from sjjax.model.transformer import merge_params
+from sjjax.train.optim import frozen_parts
 
 
 class TrainState(NamedTuple):
@@ -44,6 +45,9 @@ class LossSpec:
     # Sequence positions per chunk of the loss's logits (0 = all at once): the
     # [b, T, V] float32 logits are never held whole (see chunked_token_logprobs).
     loss_chunk: int = 512
+    # (freeze_embeddings, freeze_layers) of config.train: the logged gradient norm is
+    # that of the trainable part, the one clipping reads (sjjax.train.optim.frozen_parts)
+    frozen: tuple = (False, 0)
 
     @classmethod
     def from_config(cls, config, lora: bool) -> "LossSpec":
@@ -52,7 +56,9 @@ class LossSpec:
         return cls(lora=lora, normalize=t.loss_normalization,
                    judge_weight=t.judge_loss_weight, beta=d.beta, dpo_type=d.loss_type,
                    label_smoothing=d.label_smoothing, nll_weight=d.get("nll_weight", 0.0),
-                   loss_chunk=t.loss_chunk)
+                   loss_chunk=t.loss_chunk,
+                   frozen=(bool(t.get("freeze_embeddings", False)),
+                           int(t.get("freeze_layers", 0))))
 
 
 def _model(graphdef, trainable, frozen, spec: LossSpec):
@@ -83,11 +89,15 @@ def _accumulate(micro_fn, trainable, batch):
     return num, den, sums, grads
 
 
-def _apply(optimizer, state: TrainState, grads, den):
+def _apply(optimizer, state: TrainState, grads, den, spec: LossSpec):
+    """-> (the updated state, the norm of the trainable part of the gradient)."""
     grads = jax.tree.map(lambda g: g / jnp.maximum(den, 1e-8), grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
     trainable = optax.apply_updates(state.trainable, updates)
-    return TrainState(trainable, opt_state, state.step + 1, state.key), optax.tree.norm(grads) if hasattr(optax, "tree") else optax.global_norm(grads)
+    if any(spec.frozen):
+        grads, _ = frozen_parts(*spec.frozen).update(grads, optax.EmptyState())
+    norm = optax.tree.norm if hasattr(optax, "tree") else optax.global_norm  # older optax
+    return TrainState(trainable, opt_state, state.step + 1, state.key), norm(grads)
 
 
 def make_sft_step(graphdef, optimizer, spec: LossSpec, schedule=None):
@@ -109,7 +119,7 @@ def make_sft_step(graphdef, optimizer, spec: LossSpec, schedule=None):
     def step(state: TrainState, frozen, batch):
         num, den, sums, grads = _accumulate(
             lambda t, mb: micro(t, frozen, mb), state.trainable, batch)
-        new_state, grad_norm = _apply(optimizer, state, grads, den)
+        new_state, grad_norm = _apply(optimizer, state, grads, den, spec)
         def ratio(num_, den_):  # NaN when the batch has none of that kind (not logged)
             return jnp.where(den_ > 0, num_ / jnp.maximum(den_, 1), jnp.nan)
 
@@ -194,7 +204,7 @@ def make_dpo_step(graphdef, optimizer, spec: LossSpec, schedule=None):
     def step(state: TrainState, frozen, ref, batch):
         num, den, sums, grads = _accumulate(
             lambda t, mb: micro(t, frozen, ref, mb), state.trainable, batch)
-        new_state, grad_norm = _apply(optimizer, state, grads, den)
+        new_state, grad_norm = _apply(optimizer, state, grads, den, spec)
         metrics = {k: v / jnp.maximum(den, 1.0) for k, v in sums.items()}
         metrics.update(loss=num / jnp.maximum(den, 1.0), grad_norm=grad_norm, pairs=den)
         if schedule is not None:

@@ -45,5 +45,5 @@ def test_training_matches_pytorch(case, tmp_path):
     # ... and moved the same way on both sides.
     assert result["max_abs_diff_loss"] < 2e-4
     assert result["max_abs_diff_judge_loss"] < 2e-4
-    if case == "full":
-        assert result["max_abs_diff_grad_norm"] < 1e-3 * max(r["grad_norm"] for r in peer)
+    # The logged gradient norm: the trainable part's, before clipping, as PyTorch's.
+    assert result["max_abs_diff_grad_norm"] < 1e-3 * max(r["grad_norm"] for r in peer)
