@@ -109,12 +109,12 @@ reproduction() {
 }
 
 # SmolLM2's judge, one variable at a time (configs/smollm2_judge_recipe.py): the
-# prototype's recipe, the smollm2 preset's, then the single changes; each JSFT + its
+# check judge first, the prototype's recipe, the preset's, the single changes; each JSFT + its
 # evaluation (250 steps of 8: 2 CPU cores take 35-60 min a variant).
 recipes() {
   ((HAVE_SMOLLM2)) || return
   local v
-  for v in prototype preset full eos grouped optimizer example lr4x; do
+  for v in check prototype preset full eos grouped optimizer example lr4x; do
     step "recipe_$v" 240 python3 -m sjjax.main --config=configs/smollm2_judge_recipe.py:$v &&
       step "recipe_${v}_eval" 180 python3 -m sjjax.main \
         --config=configs/smollm2_judge_recipe.py:$v,evaluate
