@@ -114,7 +114,7 @@ reproduction() {
 recipes() {
   ((HAVE_SMOLLM2)) || return
   local v
-  for v in check prototype preset full eos grouped optimizer example lr4x; do
+  for v in solve check prototype preset full eos grouped optimizer example lr4x; do
     step "recipe_$v" 240 python3 -m sjjax.main --config=configs/smollm2_judge_recipe.py:$v &&
       step "recipe_${v}_eval" 180 python3 -m sjjax.main \
         --config=configs/smollm2_judge_recipe.py:$v,evaluate

@@ -26,6 +26,9 @@ Each other variant changes one thing, to what the smollm2 preset does unless sai
              ("A: The question has 41, 16, 91, 19, 95. 95 is in the question and the
              largest.\nB: ...\nAnswer: A"; the tiny_check preset's judge on SmolLM2's
              template), trained on the checks of the synthetic pairs
+  solve      the same, each check first stating the question's answer ("A: The answer
+             is 95. 95 is right.\nB: The answer is 95. 91 is wrong.\nAnswer: A"): the
+             `check` judge copied the other response's number as "the answer"
 
 `<variant>,evaluate` is the evaluation of that run (runs/smollm2_recipe/<variant>):
 greedy and sampled accuracy, labelled and shortcut-proof held-out pairs, and the
@@ -64,20 +67,21 @@ VARIANTS = {
 }
 VARIANTS["preset"] = {k: v for name in ("full", "eos", "grouped", "optimizer")
                       for k, v in VARIANTS[name].items()}
-VARIANTS["check"] = {}  # data and template: see `with_check`
+VARIANTS["check"] = VARIANTS["solve"] = {}  # data and template: see `with_check`
 ROOT = "runs/smollm2_recipe"
 
 
-def with_check(c, source: dict) -> dict:
-    """The `check` variant: the judge template writes both checks before "Answer:" (no
-    rationale after the decision), the synthetic pairs carry the checks (the question's
-    numbers copied first, as tiny_check's), and the judge may write 128 tokens of them.
+def with_check(c, source: dict, restate: bool | str = True) -> dict:
+    """The `check` and `solve` variants: the judge template writes both checks before
+    "Answer:" (no rationale after the decision), the synthetic pairs carry the checks
+    (restate=True: the question's numbers copied first, as tiny_check's; "answer": the
+    question's answer stated first), and the judge may write 128 tokens of them.
     Returns the data source with the checks."""
     c.judge.templates = {"helpfulness": dict(default_judge_templates()["helpfulness"],
                                              rationale="",
                                              check="A: {rationale_a}\nB: {rationale_b}\n")}
     c.judge.check_tokens = 128
-    return {**source, "rationales": True, "restate": True}
+    return {**source, "rationales": True, "restate": restate}
 
 
 def get_config(arg: str = "prototype"):
@@ -98,8 +102,8 @@ def get_config(arg: str = "prototype"):
         presets.set_fields(c, {**PROTOTYPE, **VARIANTS[variant]},
                            f"configs/smollm2_judge_recipe.py:{variant}")
         c.run_dir = f"{ROOT}/{variant}"
-    if variant == "check":
-        source = with_check(c, source)
+    if variant in ("check", "solve"):
+        source = with_check(c, source, restate=True if variant == "check" else "answer")
     c.data.sources = (source,)
     c.data.tfds_dir = f"{ROOT}/tfds"
     return c

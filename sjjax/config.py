@@ -182,6 +182,7 @@ def base_config(phase: str) -> ml_collections.ConfigDict:
         top_p=0.9,
         rationales=False,            # each pair carries the responses' checks (JM-PR)
         restate=False,               # ... each copying the question's numbers first
+                                     # (True), or stating the question's answer ("answer")
     ))
 
     # ---------------------------------------------------------------- tournament phase

@@ -26,8 +26,8 @@ SPECIAL = {"pod": ["llama2_7b,jsft,v4-32", "mistral_7b,self_judge,v5litepod-64,l
            "generate": [None],
            "skill_sft": [None, "sort,100"],
            "smollm2_judge_recipe": [None, "full", "eos", "example", "lr4x", "grouped", "optimizer",
-                                    "preset", "check", "prototype,evaluate", "preset,evaluate",
-                                    "check,evaluate"],
+                                    "preset", "check", "solve", "prototype,evaluate", "preset,evaluate",
+                                    "check,evaluate", "solve,evaluate"],
            "judge_pairs": ["pairs.jsonl", "pairs.jsonl,smollm2"]}
 
 

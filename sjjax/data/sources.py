@@ -7,7 +7,7 @@ splits of file sources, prompts for self-training, and the oracle.
      "pairs": "labelled"}   ... or "shortcut_proof" (the pairs' wrong answers: PAIR_KINDS)
     ... "rationales": True gives each pair the two responses' checks against the question
     (`synthetic.rationales.explain`) as JM-PR rationales; "restate": True has each check
-    copy the question's numbers first
+    copy the question's numbers first, "answer" state the question's answer first
     {"format": "hh_rlhf", "path": ..., "split": "train", "heldout_fraction": 0.1,
      "max_records": 400, "kinds": ("conversations",)}
     ... `kinds`: which of the file's records are used (default all: conversations,
@@ -82,8 +82,9 @@ def read_synthetic(spec: Mapping, key: str = "data.sources[0]",
     if not isinstance(rationales, bool):
         raise ConfigError(f"config.{key}.rationales: {rationales!r}; expected True or False")
     restate = spec.get("restate", False)
-    if not isinstance(restate, bool):
-        raise ConfigError(f"config.{key}.restate: {restate!r}; expected True or False")
+    if not isinstance(restate, bool) and restate != "answer":
+        raise ConfigError(f"config.{key}.restate: {restate!r}; expected True, False or "
+                          f"'answer'")
 
     def draw(n, stream):
         return (synthetic.generate(seed, int(n), split, families, levels, stream=stream,

@@ -76,7 +76,7 @@ def sampled_quality(responder: Responder, prompts: Sequence[Prompt], key: jax.Ar
 
 def own_pairs(prompts: Sequence[Prompt], replies: Sequence[Sequence[str]],
               principle: str = "helpfulness", rationales: bool = False,
-              restate: bool = False):
+              restate: bool | str = False):
     """The policy's own pairs, as the self-judge phase forms them: replies 0 and 1, 2 and
     3, ... of each prompt; labelled by the synthetic oracle -> (the informative pairs as
     Judgments, chosen = the right reply; SampleCounts of all pairs). These, not labelled

@@ -80,7 +80,7 @@ def check_style(config) -> dict:
     one that has rationales ({} if none)."""
     for spec in config.data.sources:
         if spec.get("format") == "synthetic" and spec.get("rationales"):
-            return {"rationales": True, "restate": bool(spec.get("restate", False))}
+            return {"rationales": True, "restate": spec.get("restate", False)}
     return {}
 
 

@@ -327,6 +327,21 @@ def test_rationale_checks_the_response_against_its_question(meta, response, expe
     assert S.explain(meta, response) == expected
 
 
+@pytest.mark.parametrize("meta,response,expected", [
+    (COMPARE, "The answer is 52.", "The answer is 52. 52 is right."),
+    (COMPARE, "The answer is 53.", "The answer is 52. 53 is wrong."),
+    (MINMAX, "The answer is 12.", "The answer is 8. 12 is wrong."),
+    (SORT, "The answer is 3, 5, 9, 12.", "The answer is 3, 5, 9, 12. 3, 5, 9, 12 is right."),
+    (SORT, "The answer is 3, 5, 12, 9.", "The answer is 3, 5, 9, 12. 3, 5, 12, 9 is wrong."),
+    (ARITH, "The answer is 75.", "The answer is 85. 75 is wrong."),
+    (COMPARE, "47 or 52", "The answer is 52. It gives no single answer."),
+])
+def test_rationale_stating_the_answer_first(meta, response, expected):
+    """restate="answer": the question's answer first, then right or wrong, never the
+    answer after the response's number (which a judge could copy from the other one)."""
+    assert S.explain(meta, response, restate="answer") == expected
+
+
 def test_a_synthetic_source_with_rationales_explains_both_responses():
     from sjjax.data.sources import read_source
     from sjjax.errors import ConfigError
@@ -346,6 +361,15 @@ def test_a_synthetic_source_with_rationales_explains_both_responses():
                                             "the smaller.", "order."))
     with pytest.raises(ConfigError, match=r"config\.data\.sources\[0\]\.rationales"):
         read_source({**spec, "rationales": "yes"}, wanted=("judgments",))
+    answered = read_source({**spec, "rationales": True, "restate": "answer"},
+                           wanted=("judgments",)).judgments
+    for j in answered:
+        meta = tasks[j.source].meta
+        assert j.rationale_chosen == S.explain(meta, j.chosen, restate="answer")
+        assert j.rationale_chosen.startswith(f"The answer is {meta['answer']}. ")
+        assert j.rationale_chosen.endswith(" is right.")
+    with pytest.raises(ConfigError, match=r"config\.data\.sources\[0\]\.restate"):
+        read_source({**spec, "rationales": True, "restate": "numbers"}, wanted=("judgments",))
 
 
 def test_pairs_file_reads_back_as_the_same_judgments(tmp_path):

@@ -51,7 +51,7 @@ def _list_check(value: tuple, items: list, order: str) -> str:
     return f"Every number is there, in {order} order."
 
 
-def explain(meta: dict, response: str, restate: bool = False) -> str:
+def explain(meta: dict, response: str, restate: bool | str = False) -> str:
     """A one-sentence check of `response` against the task of `meta` (a synthetic
     prompt's meta): compare and minmax say whether the number is in the question and
     whether it is the asked extreme; sort whether every number is there, once, in
@@ -60,19 +60,39 @@ def explain(meta: dict, response: str, restate: bool = False) -> str:
     restate: compare, minmax and sort first copy the question's numbers ("The question
     has 58, 23, 61, 85, 42. 83 is not in the question."), so that a judge writing the
     check compares the answer with a list it has just written, not with one far back in
-    its prompt (a step of reasoning the check makes explicit)."""
+    its prompt (a step of reasoning the check makes explicit).
+
+    restate="answer": every family first states the question's answer, then only whether
+    the response is it ("The answer is 85. 83 is wrong."). The other checks name the
+    right answer after the wrong one ("83 is wrong; the answer is 85."), which in a pair
+    with one right response is the other response's number: a judge can write them by
+    copying the other response instead of solving (SmolLM2 did: docs/results.md). Here
+    the answer comes first, before either response is checked, so a copy would already
+    be the verdict."""
+    if restate == "answer":
+        return f"The answer is {meta['answer']}. {_verdict(meta, response)}"
     text = _check(meta, response)
     numbers = meta.get("numbers") if meta["family"] == "compare" else meta.get("items")
-    if restate and meta["family"] in ("compare", "minmax", "sort") and numbers:
+    if restate is True and meta["family"] in ("compare", "minmax", "sort") and numbers:
         return f"The question has {', '.join(_show(x) for x in numbers)}. {text}"
     return text
 
 
-def explainer(rationales: bool, restate: bool = False):
+def explainer(rationales: bool, restate: bool | str = False):
     """The config's rationale options -> explain(meta, response) -> str, or None."""
     if not rationales:
         return None
-    return functools.partial(explain, restate=True) if restate else explain
+    return functools.partial(explain, restate=restate) if restate else explain
+
+
+def _verdict(meta: dict, response: str) -> str:
+    """"83 is wrong." / "85 is right." (the response's answer as the suite writes it)."""
+    value = extract_answer(meta, response)
+    if value is None:
+        return "It gives no single answer."
+    shown = (", ".join(_show(x) for x in value) if isinstance(value, (tuple, list))
+             else _show(value))
+    return f"{shown} is {'right' if score(meta, response) else 'wrong'}."
 
 
 def _check(meta: dict, response: str) -> str:

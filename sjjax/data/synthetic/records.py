@@ -59,7 +59,7 @@ class LabelledPair:
     meta: dict | None = dataclasses.field(default=None, compare=False)  # the task's
 
     def judgment(self, principle: str = "helpfulness", rationales: bool = False,
-                 restate: bool = False) -> Judgment:
+                 restate: bool | str = False) -> Judgment:
         """rationales: each response's check against the question (`rationales.explain`,
         with the question's numbers first if restate) as the judgment's rationales."""
         fn = explainer(rationales, restate)
@@ -152,7 +152,7 @@ class SampleCounts:
 
 def pairs_from_samples(prompts: Sequence[Prompt], responses_a: Sequence[str],
                        responses_b: Sequence[str], principle: str = "helpfulness",
-                       rationales: bool = False, restate: bool = False
+                       rationales: bool = False, restate: bool | str = False
                        ) -> tuple[list[Judgment], SampleCounts]:
     """Labels a model's two samples per prompt with the oracle. Identical responses
     (after stripping whitespace) are counted as identical whatever their score; of
