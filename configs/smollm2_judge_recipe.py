@@ -67,7 +67,10 @@ VARIANTS = {
 }
 VARIANTS["preset"] = {k: v for name in ("full", "eos", "grouped", "optimizer")
                       for k, v in VARIANTS[name].items()}
-VARIANTS["check"] = VARIANTS["solve"] = {}  # data and template: see `with_check`
+# The judges that write checks first: variant -> how each check starts (its `restate`).
+# Their training settings are the prototype's; the data and template: `with_check`.
+CHECKS = {"check": True, "solve": "answer"}
+VARIANTS.update({name: {} for name in CHECKS})
 ROOT = "runs/smollm2_recipe"
 
 
@@ -102,8 +105,8 @@ def get_config(arg: str = "prototype"):
         presets.set_fields(c, {**PROTOTYPE, **VARIANTS[variant]},
                            f"configs/smollm2_judge_recipe.py:{variant}")
         c.run_dir = f"{ROOT}/{variant}"
-    if variant in ("check", "solve"):
-        source = with_check(c, source, restate=True if variant == "check" else "answer")
+    if variant in CHECKS:
+        source = with_check(c, source, CHECKS[variant])
     c.data.sources = (source,)
     c.data.tfds_dir = f"{ROOT}/tfds"
     return c

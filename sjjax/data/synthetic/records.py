@@ -61,7 +61,7 @@ class LabelledPair:
     def judgment(self, principle: str = "helpfulness", rationales: bool = False,
                  restate: bool | str = False) -> Judgment:
         """rationales: each response's check against the question (`rationales.explain`,
-        with the question's numbers first if restate) as the judgment's rationales."""
+        each starting as `restate` says: see `explain`) as the judgment's rationales."""
         fn = explainer(rationales, restate)
         why = (fn(self.meta, self.chosen), fn(self.meta, self.rejected)) if fn else (None, None)
         return Judgment(render_context(self.messages), self.chosen, self.rejected, principle,
